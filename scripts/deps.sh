@@ -1,0 +1,43 @@
+#!/bin/sh
+# scripts/deps.sh build|test|ci - install what the build, the tests or CI need, when missing.
+# As root on Debian: apt-get install -y. Otherwise: print the exact command and fail.
+set -eu
+what=${1:-test}
+need=""
+
+has_cmd() { command -v "$1" >/dev/null 2>&1; }
+has_header() { printf '#include <%s>\n' "$1" | ${CC:-gcc} -E -x c - >/dev/null 2>&1; }
+
+has_cmd gcc || need="$need gcc"
+has_cmd make || need="$need make"
+if [ "$what" != build ]; then
+	has_header criterion/criterion.h || need="$need libcriterion-dev"
+	has_cmd clang || need="$need clang"
+	has_cmd pkg-config || need="$need pkg-config"
+fi
+if [ "$what" = ci ]; then
+	has_cmd clang-19 || need="$need clang-19"
+	[ -d /usr/lib/llvm-19/lib/clang/19/lib/linux ] || need="$need libclang-rt-19-dev"
+	[ -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ] || need="$need libclang-rt-14-dev"
+	has_cmd g++ || need="$need g++"
+	has_cmd valgrind || need="$need valgrind"
+	has_cmd node || need="$need nodejs"
+	has_cmd npm || need="$need npm"
+fi
+
+if [ -n "$need" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "scoped: missing:$need" >&2
+		echo "scoped: run as root: apt-get update && apt-get install -y$need" >&2
+		exit 1
+	fi
+	echo "scoped: installing:$need"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq $need >/dev/null
+fi
+if [ "$what" = ci ] && [ -x scripts/install-statsd.sh ]; then
+	scripts/install-statsd.sh
+fi
+exit 0

@@ -1,0 +1,49 @@
+/* tests/helpers.h - small helpers shared by the Criterion suites. */
+#ifndef SCOPED_TESTS_HELPERS_H
+#define SCOPED_TESTS_HELPERS_H
+
+#include <dirent.h>
+#include <stddef.h>
+#include <time.h>
+
+/* Entries in a /proc/self directory (minus . and ..): threads in "task", descriptors in "fd". */
+static inline int proc_self_count(const char *dir)
+{
+	char path[64] = "/proc/self/";
+	size_t n = 0;
+	while (path[n])
+		n++;
+	for (size_t i = 0; dir[i] && n < sizeof path - 1; i++)
+		path[n++] = dir[i];
+	path[n] = '\0';
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int count = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			count++;
+	closedir(d);
+	return count - (dir[0] == 'f'); /* the fd of this very listing */
+}
+
+static inline int thread_count(void) { return proc_self_count("task"); }
+static inline int fd_count(void) { return proc_self_count("fd"); }
+
+static inline long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Poll cond (an expression) every millisecond for at most ms: a bounded wait, not a sleep. */
+#define wait_until(cond, ms)                                                                \
+	__extension__({                                                                     \
+		long long wait_until_end_ = now_ms() + (ms);                                \
+		while (!(cond) && now_ms() < wait_until_end_)                               \
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);                  \
+		(cond);                                                                     \
+	})
+
+#endif
