@@ -31,7 +31,7 @@ STD      ?= c11
 WARN     := -Wall -Wextra -Wpedantic -Werror
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=$(STD) $(WARN) $(CFLAGS) $(SAN) -fPIC -pthread -Iinclude -Isamples -Itests \
-             -MMD -MP -DSCOPED_SRCDIR='"$(CURDIR)"' -DSCOPED_BUILDDIR='"$(CURDIR)/$(B)"'
+             -MMD -MP -DSCOPED_SRCDIR='"$(CURDIR)"' -DSCOPED_BUILDDIR='"$(CURDIR)/$(B)"' -DSCOPED_CC='"$(CC)"'
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -pthread
 
 SRCS        := $(wildcard src/*.c)

@@ -14,7 +14,7 @@ fi
 for t in "$@"; do
 	echo "== $t"
 	# --jobs 1: the suites count threads and measure timing; keep them off each other's core.
-	$vg "$t" --jobs 1 --verbose=0 >"$log" 2>&1
+	$vg "$t" --jobs 1 >"$log" 2>&1
 	rc=$?
 	cat "$log"
 	line=$(grep -a 'Synthesis:' "$log" | tail -1)

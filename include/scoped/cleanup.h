@@ -82,6 +82,12 @@ scoped__must_use_ptr(const volatile void *p)
 	return p;
 }
 
+__attribute__((warn_unused_result, always_inline)) static inline void *
+scoped__must_use_void(void *p)
+{
+	return p;
+}
+
 __attribute__((warn_unused_result, always_inline)) static inline int scoped__must_use_int(int fd)
 {
 	return fd;
@@ -145,13 +151,23 @@ static inline void scoped__close_fd(const int *fd)
  * Each evaluates its argument once.
  */
 
-#define scoped_take(v)                                                                      \
-	((SCOPED__TYPEOF(v))scoped__must_use_ptr(__extension__({                             \
+#define scoped__take_value(v)                                                               \
+	__extension__({                                                                     \
 		SCOPED__TYPEOF(v) *scoped__pp = &(v);                                       \
 		SCOPED__TYPEOF(v) scoped__val = *scoped__pp;                                \
 		*scoped__pp = NULL;                                                         \
 		scoped__val;                                                                \
-	})))
+	})
+
+/* The outermost expression must be the must-use call itself: clang does not look through a
+ * cast written inside a macro. So under clang's C the result is a void *, which converts to
+ * the destination implicitly (the GCC builds check that the types match); elsewhere it is cast
+ * back to the variable's own type. */
+#if defined(__clang__) && !defined(__cplusplus)
+#  define scoped_take(v) scoped__must_use_void((void *)scoped__take_value(v))
+#else
+#  define scoped_take(v) ((SCOPED__TYPEOF(v))scoped__must_use_ptr(scoped__take_value(v)))
+#endif
 
 #define scoped_take_fd(fd)                                                                  \
 	scoped__must_use_int(__extension__({                                                \
