@@ -71,5 +71,7 @@ extern _Thread_local struct scoped_thread *scoped__self;
  * pthread_create (that errno value) fail, once. */
 extern atomic_int scoped__fault_alloc;
 extern atomic_int scoped__fault_create;
+/* pthread_join calls made, for the tests' exactly-once-join checks. */
+extern atomic_uint scoped__joins;
 
 #endif /* SCOPED_INTERNAL_H */

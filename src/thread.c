@@ -9,6 +9,7 @@
 _Thread_local struct scoped_thread *scoped__self;
 atomic_int scoped__fault_alloc;
 atomic_int scoped__fault_create;
+atomic_uint scoped__joins;
 
 /* --- the stop token ------------------------------------------------------------------- */
 
@@ -181,6 +182,7 @@ void scoped__thread_stop(struct scoped_thread *t)
 		t->joining = true;
 		pthread_mutex_unlock(&t->stop.mu);
 		pthread_join(t->tid, NULL);
+		atomic_fetch_add_explicit(&scoped__joins, 1, memory_order_relaxed);
 		pthread_mutex_lock(&t->stop.mu);
 		t->joining = false;
 		t->joined = true;
