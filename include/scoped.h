@@ -18,11 +18,7 @@
 #include "scoped/cleanup.h"
 #include "scoped/lock.h"
 #include "scoped/libc.h"
-#if __has_include("scoped/thread.h")
-#  include "scoped/thread.h"
-#endif
-#if __has_include("scoped/leak.h")
-#  include "scoped/leak.h"
-#endif
+#include "scoped/thread.h"
+#include "scoped/leak.h"
 
 #endif /* SCOPED_H */

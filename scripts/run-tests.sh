@@ -34,4 +34,5 @@ for t in "$@"; do
 done
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
+[ -z "${SCOPED_TOTALS:-}" ] || echo "$passed $failed $skipped" >>"$SCOPED_TOTALS"
 exit $status
