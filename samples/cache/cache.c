@@ -24,507 +24,507 @@
 #include <time.h>
 
 enum {
-    STRIPE_BITS = 8,
-    STRIPES = 1 << STRIPE_BITS,
-    STRIPE_BUCKETS0 = 4,     /* initial buckets per stripe */
-    SWEEP_BUCKETS = 256,     /* buckets swept per lock hold */
-    SWEEP_NODES = 512,       /* or nodes visited per lock hold, whichever first */
+	STRIPE_BITS = 8,
+	STRIPES = 1 << STRIPE_BITS,
+	STRIPE_BUCKETS0 = 4,     /* initial buckets per stripe */
+	SWEEP_BUCKETS = 256,     /* buckets swept per lock hold */
+	SWEEP_NODES = 512,       /* or nodes visited per lock hold, whichever first */
 };
 
 typedef struct node {
-    struct node *next;
-    uint64_t hash;
-    long long expire_ms;     /* 0: never */
-    void *value;
-    size_t keylen;
-    char key[];
+	struct node *next;
+	uint64_t hash;
+	long long expire_ms;     /* 0: never */
+	void *value;
+	size_t keylen;
+	char key[];
 } node;
 
 typedef struct stripe {
-    atomic_int lock;
-    size_t mask;             /* buckets - 1 */
-    node **buckets;
-    atomic_size_t count;     /* written under lock, read anywhere (relaxed) */
+	atomic_int lock;
+	size_t mask;             /* buckets - 1 */
+	node **buckets;
+	atomic_size_t count;     /* written under lock, read anywhere (relaxed) */
 } stripe;
 
 /* One stripe per cache line, so two threads on two stripes do not share one. */
 typedef union stripe_slot {
-    stripe s;
-    char pad[64];
+	stripe s;
+	char pad[64];
 } stripe_slot;
 
 /* The inner object: everything the janitor touches. */
 typedef struct cache_inner {
-    stripe_slot *stripes;
-    long long default_ttl_ms;
-    long long slack_ms;      /* coarse clock resolution, added to expiries */
-    void (*value_free)(void *);
-    void *(*value_dup)(const void *);
-    void (*on_evicted)(const char *, void *, void *);
-    void *arg;
-    atomic_bool stopping;    /* the janitor's sweep gives up early */
+	stripe_slot *stripes;
+	long long default_ttl_ms;
+	long long slack_ms;      /* coarse clock resolution, added to expiries */
+	void (*value_free)(void *);
+	void *(*value_dup)(const void *);
+	void (*on_evicted)(const char *, void *, void *);
+	void *arg;
+	atomic_bool stopping;    /* the janitor's sweep gives up early */
 } cache_inner;
 
 /* The wrapper: what the caller holds. */
 struct cache {
-    cache_inner *in;
-    scoped_worker *janitor;  /* NULL: none, or stopped and freed */
+	cache_inner *in;
+	scoped_worker *janitor;  /* NULL: none, or stopped and freed */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
 
 static long long now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void spin_pause(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+	__builtin_ia32_pause();
 #endif
 }
 
 static inline void stripe_lock(stripe *s)
 {
-    for (;;) {
-        if (!atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
-            return;
-        for (unsigned spins = 0;
-             atomic_load_explicit(&s->lock, memory_order_relaxed); spins++) {
-            if (spins < 64)
-                spin_pause();
-            else
-                sched_yield();   /* the holder may be preempted: 2 cores, shared */
-        }
-    }
+	for (;;) {
+		if (!atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
+			return;
+		for (unsigned spins = 0;
+			 atomic_load_explicit(&s->lock, memory_order_relaxed); spins++) {
+			if (spins < 64)
+				spin_pause();
+			else
+				sched_yield();   /* the holder may be preempted: 2 cores, shared */
+		}
+	}
 }
 
 static inline void stripe_unlock(stripe *s)
 {
-    atomic_store_explicit(&s->lock, 0, memory_order_release);
+	atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
 
 static inline uint64_t mix64(uint64_t x)
 {
-    x ^= x >> 31;
-    x *= UINT64_C(0x9e3779b97f4a7c15);
-    x ^= x >> 29;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 32;
-    return x;
+	x ^= x >> 31;
+	x *= UINT64_C(0x9e3779b97f4a7c15);
+	x ^= x >> 29;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 32;
+	return x;
 }
 
 /* 8 bytes at a time, multiply-rotate per word, one final mix. */
 static inline uint64_t hash_key(const char *key, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)key;
-    uint64_t h = UINT64_C(0x6a09e667f3bcc908) ^ (len * UINT64_C(0xc2b2ae3d27d4eb4f));
-    size_t n = len;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * UINT64_C(0x9e3779b97f4a7c15);
-        h = (h << 27) | (h >> 37);
-        p += 8;
-        n -= 8;
-    }
-    if (n) {
-        uint64_t w = 0;
-        memcpy(&w, p, n);
-        h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
-    }
-    return mix64(h);
+	const unsigned char *p = (const unsigned char *)key;
+	uint64_t h = UINT64_C(0x6a09e667f3bcc908) ^ (len * UINT64_C(0xc2b2ae3d27d4eb4f));
+	size_t n = len;
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		h = (h ^ w) * UINT64_C(0x9e3779b97f4a7c15);
+		h = (h << 27) | (h >> 37);
+		p += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+		memcpy(&w, p, n);
+		h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
+	}
+	return mix64(h);
 }
 
 static inline stripe *stripe_of(const cache_inner *in, uint64_t h)
 {
-    return &in->stripes[h >> (64 - STRIPE_BITS)].s;
+	return &in->stripes[h >> (64 - STRIPE_BITS)].s;
 }
 
 /* The link that points at key's node, or at the NULL ending its chain. */
 static inline node **find_link(stripe *s, uint64_t h, const char *key, size_t len)
 {
-    node **link = &s->buckets[h & s->mask];
-    for (node *n = *link; n; link = &n->next, n = *link)
-        if (n->hash == h && n->keylen == len && memcmp(n->key, key, len) == 0)
-            return link;
-    return link;
+	node **link = &s->buckets[h & s->mask];
+	for (node *n = *link; n; link = &n->next, n = *link)
+		if (n->hash == h && n->keylen == len && memcmp(n->key, key, len) == 0)
+			return link;
+	return link;
 }
 
 static inline bool expired(const node *n, long long now)
 {
-    return n->expire_ms != 0 && now > n->expire_ms;
+	return n->expire_ms != 0 && now > n->expire_ms;
 }
 
 static long long expiry_for(const cache_inner *in, long long ttl_ms)
 {
-    if (ttl_ms == CACHE_DEFAULT_TTL)
-        ttl_ms = in->default_ttl_ms;
-    if (ttl_ms <= 0)
-        return 0;
-    long long now = now_ms();
-    if (ttl_ms > LLONG_MAX - now - in->slack_ms)
-        return 0;  /* beyond the end of time: never */
-    return now + ttl_ms + in->slack_ms;
+	if (ttl_ms == CACHE_DEFAULT_TTL)
+		ttl_ms = in->default_ttl_ms;
+	if (ttl_ms <= 0)
+		return 0;
+	long long now = now_ms();
+	if (ttl_ms > LLONG_MAX - now - in->slack_ms)
+		return 0;  /* beyond the end of time: never */
+	return now + ttl_ms + in->slack_ms;
 }
 
 /* Doubles the stripe's buckets; on allocation failure keeps the old ones. */
 static void stripe_grow(stripe *s)
 {
-    size_t nb = (s->mask + 1) * 2;
-    node **b = calloc(nb, sizeof *b);
-    if (!b)
-        return;
-    for (size_t i = 0; i <= s->mask; i++) {
-        node *n = s->buckets[i];
-        while (n) {
-            node *next = n->next;
-            node **slot = &b[n->hash & (nb - 1)];
-            n->next = *slot;
-            *slot = n;
-            n = next;
-        }
-    }
-    free(s->buckets);
-    s->buckets = b;
-    s->mask = nb - 1;
+	size_t nb = (s->mask + 1) * 2;
+	node **b = calloc(nb, sizeof *b);
+	if (!b)
+		return;
+	for (size_t i = 0; i <= s->mask; i++) {
+		node *n = s->buckets[i];
+		while (n) {
+			node *next = n->next;
+			node **slot = &b[n->hash & (nb - 1)];
+			n->next = *slot;
+			*slot = n;
+			n = next;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->mask = nb - 1;
 }
 
 static void count_add(stripe *s, long d)
 {
-    size_t v = atomic_load_explicit(&s->count, memory_order_relaxed);
-    atomic_store_explicit(&s->count, v + (size_t)d, memory_order_relaxed);
+	size_t v = atomic_load_explicit(&s->count, memory_order_relaxed);
+	atomic_store_explicit(&s->count, v + (size_t)d, memory_order_relaxed);
 }
 
 /* Runs on_evicted then value_free for each node of a detached list, frees it. */
 static size_t evict_list(const cache_inner *in, node *list)
 {
-    size_t k = 0;
-    while (list) {
-        node *next = list->next;
-        if (in->on_evicted)
-            in->on_evicted(list->key, list->value, in->arg);
-        if (in->value_free && list->value)
-            in->value_free(list->value);
-        free(list);
-        list = next;
-        k++;
-    }
-    return k;
+	size_t k = 0;
+	while (list) {
+		node *next = list->next;
+		if (in->on_evicted)
+			in->on_evicted(list->key, list->value, in->arg);
+		if (in->value_free && list->value)
+			in->value_free(list->value);
+		free(list);
+		list = next;
+		k++;
+	}
+	return k;
 }
 
 /* Removes expired items in slices: lock one stripe, unlink the expired items
  * of up to SWEEP_BUCKETS buckets (SWEEP_NODES nodes), unlock, evict them. */
 static size_t sweep(cache_inner *in, bool stoppable)
 {
-    size_t removed = 0;
-    for (size_t si = 0; si < STRIPES; si++) {
-        stripe *s = &in->stripes[si].s;
-        size_t b = 0;
-        for (;;) {
-            if (stoppable && atomic_load_explicit(&in->stopping, memory_order_relaxed))
-                return removed;
-            node *dead = NULL;
-            long long now = now_ms();
-            size_t visited = 0, unlinked = 0;
-            stripe_lock(s);
-            if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0)
-                b = s->mask + 1;
-            size_t end = b + SWEEP_BUCKETS;
-            for (; b <= s->mask && b < end && visited < SWEEP_NODES; b++) {
-                node **link = &s->buckets[b];
-                while (*link) {
-                    node *n = *link;
-                    visited++;
-                    if (expired(n, now)) {
-                        *link = n->next;
-                        n->next = dead;
-                        dead = n;
-                        unlinked++;
-                    } else {
-                        link = &n->next;
-                    }
-                }
-            }
-            if (unlinked)
-                count_add(s, -(long)unlinked);
-            bool done = b > s->mask;
-            stripe_unlock(s);
-            removed += evict_list(in, dead);
-            if (done)
-                break;
-        }
-    }
-    return removed;
+	size_t removed = 0;
+	for (size_t si = 0; si < STRIPES; si++) {
+		stripe *s = &in->stripes[si].s;
+		size_t b = 0;
+		for (;;) {
+			if (stoppable && atomic_load_explicit(&in->stopping, memory_order_relaxed))
+				return removed;
+			node *dead = NULL;
+			long long now = now_ms();
+			size_t visited = 0, unlinked = 0;
+			stripe_lock(s);
+			if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0)
+				b = s->mask + 1;
+			size_t end = b + SWEEP_BUCKETS;
+			for (; b <= s->mask && b < end && visited < SWEEP_NODES; b++) {
+				node **link = &s->buckets[b];
+				while (*link) {
+					node *n = *link;
+					visited++;
+					if (expired(n, now)) {
+						*link = n->next;
+						n->next = dead;
+						dead = n;
+						unlinked++;
+					} else {
+						link = &n->next;
+					}
+				}
+			}
+			if (unlinked)
+				count_add(s, -(long)unlinked);
+			bool done = b > s->mask;
+			stripe_unlock(s);
+			removed += evict_list(in, dead);
+			if (done)
+				break;
+		}
+	}
+	return removed;
 }
 
 static void janitor_tick(void *ctx)
 {
-    sweep(ctx, true);
+	sweep(ctx, true);
 }
 
 static void inner_free(cache_inner *in)
 {
-    if (!in)
-        return;
-    if (in->stripes) {
-        for (size_t si = 0; si < STRIPES; si++) {
-            stripe *s = &in->stripes[si].s;
-            if (!s->buckets)
-                continue;
-            for (size_t b = 0; b <= s->mask; b++) {
-                node *n = s->buckets[b];
-                while (n) {
-                    node *next = n->next;
-                    if (in->value_free && n->value)
-                        in->value_free(n->value);
-                    free(n);
-                    n = next;
-                }
-            }
-            free(s->buckets);
-        }
-        free(in->stripes);
-    }
-    free(in);
+	if (!in)
+		return;
+	if (in->stripes) {
+		for (size_t si = 0; si < STRIPES; si++) {
+			stripe *s = &in->stripes[si].s;
+			if (!s->buckets)
+				continue;
+			for (size_t b = 0; b <= s->mask; b++) {
+				node *n = s->buckets[b];
+				while (n) {
+					node *next = n->next;
+					if (in->value_free && n->value)
+						in->value_free(n->value);
+					free(n);
+					n = next;
+				}
+			}
+			free(s->buckets);
+		}
+		free(in->stripes);
+	}
+	free(in);
 }
 
 /* ---- public ----------------------------------------------------------- */
 
 cache *cache_new(const cache_config *cfg)
 {
-    if (!cfg || (cfg->value_free && !cfg->value_dup)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    cache_inner *in = calloc(1, sizeof *in);
-    cache *c = calloc(1, sizeof *c);
-    if (!in || !c)
-        goto fail;
-    in->stripes = aligned_alloc(sizeof(stripe_slot), STRIPES * sizeof(stripe_slot));
-    if (!in->stripes)
-        goto fail;
-    memset(in->stripes, 0, STRIPES * sizeof(stripe_slot));
-    for (size_t si = 0; si < STRIPES; si++) {
-        stripe *s = &in->stripes[si].s;
-        atomic_init(&s->lock, 0);
-        atomic_init(&s->count, 0);
-        s->mask = STRIPE_BUCKETS0 - 1;
-        s->buckets = calloc(STRIPE_BUCKETS0, sizeof *s->buckets);
-        if (!s->buckets)
-            goto fail;
-    }
-    struct timespec res;
-    in->slack_ms = 1;
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
-        in->slack_ms = (long long)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000;
-    in->default_ttl_ms = cfg->default_ttl_ms;
-    in->value_free = cfg->value_free;
-    in->value_dup = cfg->value_dup;
-    in->on_evicted = cfg->on_evicted;
-    in->arg = cfg->arg;
-    atomic_init(&in->stopping, false);
-    c->in = in;
-    if (cfg->cleanup_ms > 0) {
-        unsigned period = cfg->cleanup_ms > UINT_MAX ? UINT_MAX : (unsigned)cfg->cleanup_ms;
-        /* Wrapped return: the janitor gets the inner object, never `c`. */
-        c->janitor = scoped_worker_start(&(scoped_worker_config){
-            .name = "cache-janitor",
-            .period_ms = period,
-            .tick = janitor_tick,
-            .ctx = in,
-        });
-        if (!c->janitor)
-            goto fail;
-    }
-    return c;
+	if (!cfg || (cfg->value_free && !cfg->value_dup)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	cache_inner *in = calloc(1, sizeof *in);
+	cache *c = calloc(1, sizeof *c);
+	if (!in || !c)
+		goto fail;
+	in->stripes = aligned_alloc(sizeof(stripe_slot), STRIPES * sizeof(stripe_slot));
+	if (!in->stripes)
+		goto fail;
+	memset(in->stripes, 0, STRIPES * sizeof(stripe_slot));
+	for (size_t si = 0; si < STRIPES; si++) {
+		stripe *s = &in->stripes[si].s;
+		atomic_init(&s->lock, 0);
+		atomic_init(&s->count, 0);
+		s->mask = STRIPE_BUCKETS0 - 1;
+		s->buckets = calloc(STRIPE_BUCKETS0, sizeof *s->buckets);
+		if (!s->buckets)
+			goto fail;
+	}
+	struct timespec res;
+	in->slack_ms = 1;
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+		in->slack_ms = (long long)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000;
+	in->default_ttl_ms = cfg->default_ttl_ms;
+	in->value_free = cfg->value_free;
+	in->value_dup = cfg->value_dup;
+	in->on_evicted = cfg->on_evicted;
+	in->arg = cfg->arg;
+	atomic_init(&in->stopping, false);
+	c->in = in;
+	if (cfg->cleanup_ms > 0) {
+		unsigned period = cfg->cleanup_ms > UINT_MAX ? UINT_MAX : (unsigned)cfg->cleanup_ms;
+		/* Wrapped return: the janitor gets the inner object, never `c`. */
+		c->janitor = scoped_worker_start(&(scoped_worker_config){
+			.name = "cache-janitor",
+			.period_ms = period,
+			.tick = janitor_tick,
+			.ctx = in,
+		});
+		if (!c->janitor)
+			goto fail;
+	}
+	return c;
 fail:;
-    int e = errno;
-    inner_free(in);
-    free(c);
-    errno = e ? e : ENOMEM;
-    return NULL;
+	int e = errno;
+	inner_free(in);
+	free(c);
+	errno = e ? e : ENOMEM;
+	return NULL;
 }
 
 void cache_stop(cache *c)
 {
-    if (!c)
-        return;
-    atomic_store(&c->in->stopping, true);
-    if (c->janitor)
-        scoped_worker_stop(c->janitor);
+	if (!c)
+		return;
+	atomic_store(&c->in->stopping, true);
+	if (c->janitor)
+		scoped_worker_stop(c->janitor);
 }
 
 void cache_close(cache *c)
 {
-    if (!c)
-        return;
-    int e = errno;
-    cache_stop(c);
-    scoped_worker_close(c->janitor);
-    inner_free(c->in);
-    free(c);
-    errno = e;
+	if (!c)
+		return;
+	int e = errno;
+	cache_stop(c);
+	scoped_worker_close(c->janitor);
+	inner_free(c->in);
+	free(c);
+	errno = e;
 }
 
 enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE };
 
 static int store(cache *c, const char *key, void *value, long long ttl_ms,
-                 enum store_mode mode)
+				 enum store_mode mode)
 {
-    if (!c || !key) {
-        errno = EINVAL;
-        return -1;
-    }
-    cache_inner *in = c->in;
-    size_t len = strlen(key);
-    uint64_t h = hash_key(key, len);
-    stripe *s = stripe_of(in, h);
-    long long expire = expiry_for(in, ttl_ms);
-    node *spare = NULL;
-    for (;;) {
-        stripe_lock(s);
-        node **link = find_link(s, h, key, len);
-        node *n = *link;
-        if (n) {
-            bool live = !expired(n, now_ms());
-            if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
-                stripe_unlock(s);
-                free(spare);
-                errno = live ? EEXIST : ENOENT;
-                return -1;
-            }
-            void *old = n->value;
-            n->value = value;
-            n->expire_ms = expire;
-            stripe_unlock(s);
-            free(spare);
-            if (in->value_free && old && old != value)
-                in->value_free(old);
-            return 0;
-        }
-        if (mode == STORE_REPLACE) {
-            stripe_unlock(s);
-            free(spare);
-            errno = ENOENT;
-            return -1;
-        }
-        if (spare) {
-            spare->value = value;
-            spare->expire_ms = expire;
-            spare->next = NULL;
-            *link = spare;
-            size_t cnt = atomic_load_explicit(&s->count, memory_order_relaxed) + 1;
-            atomic_store_explicit(&s->count, cnt, memory_order_relaxed);
-            if (cnt > s->mask + 1)
-                stripe_grow(s);
-            stripe_unlock(s);
-            return 0;
-        }
-        stripe_unlock(s);
-        spare = malloc(sizeof *spare + len + 1);
-        if (!spare) {
-            errno = ENOMEM;
-            return -1;
-        }
-        spare->hash = h;
-        spare->keylen = len;
-        memcpy(spare->key, key, len + 1);
-    }
+	if (!c || !key) {
+		errno = EINVAL;
+		return -1;
+	}
+	cache_inner *in = c->in;
+	size_t len = strlen(key);
+	uint64_t h = hash_key(key, len);
+	stripe *s = stripe_of(in, h);
+	long long expire = expiry_for(in, ttl_ms);
+	node *spare = NULL;
+	for (;;) {
+		stripe_lock(s);
+		node **link = find_link(s, h, key, len);
+		node *n = *link;
+		if (n) {
+			bool live = !expired(n, now_ms());
+			if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
+				stripe_unlock(s);
+				free(spare);
+				errno = live ? EEXIST : ENOENT;
+				return -1;
+			}
+			void *old = n->value;
+			n->value = value;
+			n->expire_ms = expire;
+			stripe_unlock(s);
+			free(spare);
+			if (in->value_free && old && old != value)
+				in->value_free(old);
+			return 0;
+		}
+		if (mode == STORE_REPLACE) {
+			stripe_unlock(s);
+			free(spare);
+			errno = ENOENT;
+			return -1;
+		}
+		if (spare) {
+			spare->value = value;
+			spare->expire_ms = expire;
+			spare->next = NULL;
+			*link = spare;
+			size_t cnt = atomic_load_explicit(&s->count, memory_order_relaxed) + 1;
+			atomic_store_explicit(&s->count, cnt, memory_order_relaxed);
+			if (cnt > s->mask + 1)
+				stripe_grow(s);
+			stripe_unlock(s);
+			return 0;
+		}
+		stripe_unlock(s);
+		spare = malloc(sizeof *spare + len + 1);
+		if (!spare) {
+			errno = ENOMEM;
+			return -1;
+		}
+		spare->hash = h;
+		spare->keylen = len;
+		memcpy(spare->key, key, len + 1);
+	}
 }
 
 int cache_set(cache *c, const char *key, void *value, long long ttl_ms)
 {
-    return store(c, key, value, ttl_ms, STORE_SET);
+	return store(c, key, value, ttl_ms, STORE_SET);
 }
 
 int cache_add(cache *c, const char *key, void *value, long long ttl_ms)
 {
-    return store(c, key, value, ttl_ms, STORE_ADD);
+	return store(c, key, value, ttl_ms, STORE_ADD);
 }
 
 int cache_replace(cache *c, const char *key, void *value, long long ttl_ms)
 {
-    return store(c, key, value, ttl_ms, STORE_REPLACE);
+	return store(c, key, value, ttl_ms, STORE_REPLACE);
 }
 
 bool cache_get(cache *c, const char *key, void **value)
 {
-    if (!c || !key) {
-        errno = EINVAL;
-        return false;
-    }
-    cache_inner *in = c->in;
-    size_t len = strlen(key);
-    uint64_t h = hash_key(key, len);
-    stripe *s = stripe_of(in, h);
-    stripe_lock(s);
-    node *n = *find_link(s, h, key, len);
-    if (!n || (n->expire_ms && now_ms() > n->expire_ms)) {
-        stripe_unlock(s);
-        errno = ENOENT;
-        return false;
-    }
-    void *v = n->value;
-    if (value && v && in->value_dup) {
-        v = in->value_dup(v);
-        if (!v) {
-            stripe_unlock(s);
-            errno = ENOMEM;
-            return false;
-        }
-    }
-    stripe_unlock(s);
-    if (value)
-        *value = v;
-    return true;
+	if (!c || !key) {
+		errno = EINVAL;
+		return false;
+	}
+	cache_inner *in = c->in;
+	size_t len = strlen(key);
+	uint64_t h = hash_key(key, len);
+	stripe *s = stripe_of(in, h);
+	stripe_lock(s);
+	node *n = *find_link(s, h, key, len);
+	if (!n || (n->expire_ms && now_ms() > n->expire_ms)) {
+		stripe_unlock(s);
+		errno = ENOENT;
+		return false;
+	}
+	void *v = n->value;
+	if (value && v && in->value_dup) {
+		v = in->value_dup(v);
+		if (!v) {
+			stripe_unlock(s);
+			errno = ENOMEM;
+			return false;
+		}
+	}
+	stripe_unlock(s);
+	if (value)
+		*value = v;
+	return true;
 }
 
 bool cache_delete(cache *c, const char *key)
 {
-    if (!c || !key) {
-        errno = EINVAL;
-        return false;
-    }
-    cache_inner *in = c->in;
-    size_t len = strlen(key);
-    uint64_t h = hash_key(key, len);
-    stripe *s = stripe_of(in, h);
-    stripe_lock(s);
-    node **link = find_link(s, h, key, len);
-    node *n = *link;
-    bool live = false;
-    if (n) {
-        *link = n->next;
-        n->next = NULL;
-        count_add(s, -1);
-        live = !expired(n, now_ms());
-    }
-    stripe_unlock(s);
-    evict_list(in, n);
-    if (!live)
-        errno = ENOENT;
-    return live;
+	if (!c || !key) {
+		errno = EINVAL;
+		return false;
+	}
+	cache_inner *in = c->in;
+	size_t len = strlen(key);
+	uint64_t h = hash_key(key, len);
+	stripe *s = stripe_of(in, h);
+	stripe_lock(s);
+	node **link = find_link(s, h, key, len);
+	node *n = *link;
+	bool live = false;
+	if (n) {
+		*link = n->next;
+		n->next = NULL;
+		count_add(s, -1);
+		live = !expired(n, now_ms());
+	}
+	stripe_unlock(s);
+	evict_list(in, n);
+	if (!live)
+		errno = ENOENT;
+	return live;
 }
 
 size_t cache_delete_expired(cache *c)
 {
-    if (!c) {
-        errno = EINVAL;
-        return 0;
-    }
-    return sweep(c->in, false);
+	if (!c) {
+		errno = EINVAL;
+		return 0;
+	}
+	return sweep(c->in, false);
 }
 
 size_t cache_count(const cache *c)
 {
-    if (!c)
-        return 0;
-    size_t total = 0;
-    for (size_t si = 0; si < STRIPES; si++)
-        total += atomic_load_explicit(&c->in->stripes[si].s.count, memory_order_relaxed);
-    return total;
+	if (!c)
+		return 0;
+	size_t total = 0;
+	for (size_t si = 0; si < STRIPES; si++)
+		total += atomic_load_explicit(&c->in->stripes[si].s.count, memory_order_relaxed);
+	return total;
 }

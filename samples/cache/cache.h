@@ -93,12 +93,12 @@
 typedef struct cache cache;
 
 typedef struct cache_config {
-    long long default_ttl_ms;   /* <= 0: items without a ttl never expire */
-    long long cleanup_ms;       /* janitor period; <= 0: no janitor thread */
-    void (*value_free)(void *value);        /* the cache owns values (needs value_dup) */
-    void *(*value_dup)(const void *value);  /* what cache_get hands out; NULL result: ENOMEM */
-    void (*on_evicted)(const char *key, void *value, void *arg); /* delete, expiry */
-    void *arg;                  /* passed to on_evicted */
+	long long default_ttl_ms;   /* <= 0: items without a ttl never expire */
+	long long cleanup_ms;       /* janitor period; <= 0: no janitor thread */
+	void (*value_free)(void *value);        /* the cache owns values (needs value_dup) */
+	void *(*value_dup)(const void *value);  /* what cache_get hands out; NULL result: ENOMEM */
+	void (*on_evicted)(const char *key, void *value, void *arg); /* delete, expiry */
+	void *arg;                  /* passed to on_evicted */
 } cache_config;
 
 /* Stops the janitor, frees every item (value_free, no on_evicted) and the
@@ -142,6 +142,6 @@ size_t cache_count(const cache *c);
 /* Stops the janitor and joins it; repeatable; the cache stays usable. */
 void cache_stop(cache *c);
 
-SCOPED_DEFINE(cache, cache_close);
+SCOPED_DEFINE(cache, cache_close)
 
 #endif /* SAMPLES_CACHE_H */
