@@ -106,9 +106,9 @@ benches: $(BENCH_BINS)
 
 # --- running ---------------------------------------------------------------------------------
 
-# T=test_worker runs one suite.
-_run-tests: $(if $(T),$(B)/tests/$(T),$(TEST_BINS))
-	@scripts/run-tests.sh $^
+# T=test_worker runs one suite. Some suites run the demos: build them too.
+_run-tests: $(if $(T),$(B)/tests/$(T),$(TEST_BINS)) $(DEMO_BINS)
+	@scripts/run-tests.sh $(filter $(B)/tests/%,$^)
 
 _run-bench: $(BENCH_BINS)
 	@for b in $^; do echo "== $$b"; $$b || exit 1; done
@@ -118,6 +118,7 @@ demo: deps-check
 	@for s in $(SAMPLES); do \
 	  echo; echo "================ samples/$$s ================"; \
 	  build/gcc/samples/$$s || exit 1; done
+	@scripts/demo-analyzer.sh
 
 # Test dependencies first (apt-get as root; otherwise the exact command to run).
 deps:
@@ -146,7 +147,7 @@ tsan:
 	  _run-tests
 
 valgrind:
-	@$(MAKE) --no-print-directory CFG=gcc tests
+	@$(MAKE) --no-print-directory CFG=gcc tests demos
 	@VALGRIND=1 scripts/run-tests.sh $(TESTS:%=build/gcc/tests/%)
 
 matrix:
