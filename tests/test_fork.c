@@ -1,0 +1,176 @@
+/* tests/test_fork.c - scoped/thread.h after fork(): handles inherited by a child have no thread;
+ * closing them there neither hangs nor touches the parent's threads. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <scoped.h>
+#include <scoped/criterion.h>
+
+#include "helpers.h"
+
+struct counter {
+	atomic_int ticks;
+	atomic_int stops;
+};
+
+static void tick(void *ctx) { atomic_fetch_add(&((struct counter *)ctx)->ticks, 1); }
+static void on_stop(void *ctx) { atomic_fetch_add(&((struct counter *)ctx)->stops, 1); }
+
+static void until_stopped(scoped_stop *stop, void *arg)
+{
+	atomic_int *finished = arg;
+	while (!scoped_stop_sleep(stop, 3600 * 1000))
+		;
+	atomic_fetch_add(finished, 1);
+}
+
+/* Waits for pid; its exit status, or -1 when it had to be killed after ms. */
+static int wait_child(pid_t pid, int ms)
+{
+	int status = 0;
+	long long end = now_ms() + ms;
+	pid_t got;
+	while ((got = waitpid(pid, &status, WNOHANG)) == 0) {
+		if (now_ms() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	if (got != pid)
+		return -2;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TestSuite(fork, .fini = scoped_cr_no_leaks);
+
+Test(fork, child_closes_inherited_handles_without_hanging)
+{
+	struct counter hourly = { 0 }, on_demand = { 0 };
+	atomic_int finished = 0;
+	scoped_worker *w1 = scoped_worker_start(&(scoped_worker_config){
+		.name = "hourly", .period_ms = 3600000, .tick = tick, .on_stop = on_stop,
+		.ctx = &hourly });
+	scoped_worker *w2 = scoped_worker_start(&(scoped_worker_config){
+		.name = "on-demand", .tick = tick, .on_stop = on_stop, .ctx = &on_demand });
+	scoped_thread *t = scoped_thread_start("pump", until_stopped, &finished);
+	cr_assert(w1 && w2 && t);
+	cr_assert_eq(scoped_live_count(), 3);
+
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10); /* a hang becomes a failure, not a stuck suite */
+		int code = 0;
+		if (scoped_live_count() != 0)
+			code |= 1; /* the child has none of these threads */
+		scoped_worker_wake(w2); /* no thread to wake: must not block */
+		scoped_thread_stop(t);
+		scoped_worker_close(w1);
+		scoped_worker_close(w2);
+		scoped_thread_close(t);
+		if (atomic_load(&hourly.stops) || atomic_load(&on_demand.stops) ||
+		    atomic_load(&finished))
+			code |= 2; /* the callbacks belong to the parent's threads */
+		/* The child can still start and stop its own. */
+		scoped_worker *mine = scoped_worker_start(&(scoped_worker_config){
+			.name = "child", .tick = tick, .on_stop = on_stop, .ctx = &hourly });
+		if (!mine)
+			code |= 4;
+		scoped_worker_close(mine);
+		if (atomic_load(&hourly.stops) != 1 || scoped_live_count() != 0)
+			code |= 8;
+		_exit(code);
+	}
+	cr_assert_eq(wait_child(pid, 10000), 0, "child failed or hung");
+
+	/* The parent's threads are untouched: still live, still ticking. */
+	cr_assert_eq(scoped_live_count(), 3);
+	scoped_worker_wake(w2);
+	cr_assert(wait_until(atomic_load(&on_demand.ticks) == 1, 5000));
+	scoped_worker_close(w1);
+	scoped_worker_close(w2);
+	scoped_thread_close(t);
+	cr_assert_eq(atomic_load(&hourly.stops), 1);
+	cr_assert_eq(atomic_load(&on_demand.stops), 1);
+	cr_assert_eq(atomic_load(&finished), 1);
+}
+
+/* Another thread starts and closes workers while the test forks: the registry and the handles'
+ * locks must be consistent in every child. */
+static void *churn(void *arg)
+{
+	atomic_bool *done = arg;
+	struct counter c = { 0 };
+	while (!atomic_load(done)) {
+		scoped(scoped_worker) w = scoped_worker_start(&(scoped_worker_config){
+			.name = "churn", .period_ms = 1, .tick = tick, .on_stop = on_stop, .ctx = &c });
+		scoped_worker_wake(w);
+	}
+	return NULL;
+}
+
+Test(fork, fork_while_workers_start_and_stop)
+{
+	atomic_bool done = false;
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, churn, &done), 0);
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = fork();
+		cr_assert_neq(pid, -1);
+		if (pid == 0) {
+			alarm(10);
+			struct counter c = { 0 };
+			int code = scoped_live_count() != 0;
+			scoped_worker *w = scoped_worker_start(&(scoped_worker_config){
+				.name = "child", .tick = tick, .on_stop = on_stop, .ctx = &c });
+			scoped_worker_wake(w);
+			scoped_worker_close(w);
+			if (!w || atomic_load(&c.stops) != 1)
+				code |= 2;
+			_exit(code);
+		}
+		cr_assert_eq(wait_child(pid, 10000), 0, "child %d failed or hung", i);
+	}
+	atomic_store(&done, true);
+	pthread_join(th, NULL);
+}
+
+/* fork() from a worker's own tick: in the child, that thread is the one left. */
+struct forker {
+	atomic_int status;	/* child's exit status + 1 */
+	scoped_worker *w;
+};
+
+static void fork_from_tick(void *ctx)
+{
+	struct forker *f = ctx;
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		/* This thread is the worker's: it is live, and closing it from here returns. */
+		int code = scoped_live_count() != 1;
+		scoped_worker_close(f->w);
+		_exit(code);
+	}
+	atomic_store(&f->status, pid < 0 ? 100 : wait_child(pid, 10000) + 1);
+}
+
+Test(fork, fork_from_inside_a_tick)
+{
+	struct forker f = { 0 };
+	f.w = scoped_worker_start(&(scoped_worker_config){ .name = "forker", .tick = fork_from_tick,
+							   .ctx = &f });
+	cr_assert_not_null(f.w);
+	scoped_worker_wake(f.w);
+	cr_assert(wait_until(atomic_load(&f.status) != 0, 15000));
+	cr_assert_eq(atomic_load(&f.status), 1, "child exit status %d", atomic_load(&f.status) - 1);
+	scoped_worker_close(f.w);
+}
