@@ -81,9 +81,13 @@ $(SAMPLE_A): $(SAMPLE_OBJS)
 
 # --- programs --------------------------------------------------------------------------------
 
-$(B)/tests/%: $(B)/obj/tests/%.o $(SAMPLE_A) $(STATIC)
+# Per-suite extras (tests/extra.mk): TEST_OBJS_<suite> objects to link in, TEST_LDFLAGS_<suite>
+# link flags (e.g. -Wl,--wrap=malloc for fault injection).
+.SECONDEXPANSION:
+$(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lcriterion -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_OBJS_$*) $(SAMPLE_A) $(STATIC) $(TEST_LDFLAGS_$*) \
+	      -lcriterion -lm
 
 $(B)/samples/%: $(B)/obj/samples/%/main.o $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
@@ -96,6 +100,8 @@ $(B)/bench/%: $(B)/obj/tests/bench/%.o $(SAMPLE_A) $(STATIC)
 $(B)/bench/%: tests/bench/%.cpp $(STATIC)
 	@mkdir -p $(@D)
 	$(CXX_BENCH) -std=c++20 -Wall -Wextra -Werror -O2 -g -pthread -Iinclude -o $@ $< $(STATIC)
+
+-include tests/extra.mk
 
 tests: $(TEST_BINS)
 demos: $(DEMO_BINS)
@@ -123,6 +129,8 @@ demo: deps-check
 # Test dependencies first (apt-get as root; otherwise the exact command to run).
 deps:
 	@scripts/deps.sh test
+deps-ci:
+	@scripts/deps.sh ci
 deps-check:
 	@scripts/deps.sh build
 
@@ -153,7 +161,7 @@ valgrind:
 matrix:
 	@scripts/matrix.sh
 
-check: deps
+check: deps-ci
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory matrix
 	@$(MAKE) --no-print-directory asan

@@ -1,5 +1,6 @@
 #!/bin/sh
-# scripts/deps.sh build|test|ci - install what the build, the tests or CI need, when missing.
+# scripts/deps.sh build|test|ci - install what the build, the tests (make test) or everything
+# make check runs (ci) need, when missing.
 # As root on Debian: apt-get install -y. Otherwise: print the exact command and fail.
 set -eu
 what=${1:-test}
@@ -14,6 +15,8 @@ if [ "$what" != build ]; then
 	has_header criterion/criterion.h || need="$need libcriterion-dev"
 	has_cmd clang || need="$need clang"
 	has_cmd pkg-config || need="$need pkg-config"
+	has_cmd node || need="$need nodejs"
+	has_cmd npm || need="$need npm"
 fi
 if [ "$what" = ci ]; then
 	has_cmd clang-19 || need="$need clang-19"
@@ -21,8 +24,6 @@ if [ "$what" = ci ]; then
 	[ -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ] || need="$need libclang-rt-14-dev"
 	has_cmd g++ || need="$need g++"
 	has_cmd valgrind || need="$need valgrind"
-	has_cmd node || need="$need nodejs"
-	has_cmd npm || need="$need npm"
 fi
 
 if [ -n "$need" ]; then
@@ -37,7 +38,8 @@ if [ -n "$need" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -qq $need >/dev/null
 fi
-if [ "$what" = ci ] && [ -x scripts/install-statsd.sh ]; then
+# The real statsd daemon (npm package), for the statsd sample's integration test.
+if [ "$what" != build ] && [ -x scripts/install-statsd.sh ]; then
 	scripts/install-statsd.sh
 fi
 exit 0
