@@ -117,25 +117,43 @@ static inline uint64_t mix64(uint64_t x)
 	return x;
 }
 
-/* 8 bytes at a time, multiply-rotate per word, one final mix. */
+static inline uint64_t load64(const unsigned char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
+static inline uint64_t load32(const unsigned char *p)
+{
+	uint32_t w;
+	memcpy(&w, p, 4);
+	return w;
+}
+
+/* 8 bytes at a time, multiply-rotate per word; the last 1..8 bytes are read as (possibly
+ * overlapping) whole words rather than byte by byte; one final mix. */
 static inline uint64_t hash_key(const char *key, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)key;
 	uint64_t h = UINT64_C(0x6a09e667f3bcc908) ^ (len * UINT64_C(0xc2b2ae3d27d4eb4f));
 	size_t n = len;
-	while (n >= 8) {
-		uint64_t w;
-		memcpy(&w, p, 8);
-		h = (h ^ w) * UINT64_C(0x9e3779b97f4a7c15);
+	while (n > 8) {
+		h = (h ^ load64(p)) * UINT64_C(0x9e3779b97f4a7c15);
 		h = (h << 27) | (h >> 37);
 		p += 8;
 		n -= 8;
 	}
-	if (n) {
-		uint64_t w = 0;
-		memcpy(&w, p, n);
-		h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
-	}
+	uint64_t w;
+	if (n == 8)
+		w = load64(p);
+	else if (n >= 4)
+		w = load32(p) | load32(p + n - 4) << 32;
+	else if (n > 0)
+		w = (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16;
+	else
+		w = 0;
+	h = (h ^ w) * UINT64_C(0xff51afd7ed558ccd);
 	return mix64(h);
 }
 
@@ -157,6 +175,12 @@ static inline node **find_link(stripe *s, uint64_t h, const char *key, size_t le
 static inline bool expired(const node *n, long long now)
 {
 	return n->expire_ms != 0 && now > n->expire_ms;
+}
+
+/* The same, reading the clock only for an item that can expire. */
+static inline bool expired_now(const node *n)
+{
+	return n->expire_ms != 0 && now_ms() > n->expire_ms;
 }
 
 static long long expiry_for(const cache_inner *in, long long ttl_ms)
@@ -390,7 +414,7 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 		node **link = find_link(s, h, key, len);
 		node *n = *link;
 		if (n) {
-			bool live = !expired(n, now_ms());
+			bool live = mode == STORE_SET || !expired_now(n);
 			if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
 				stripe_unlock(s);
 				free(spare);
@@ -463,7 +487,7 @@ bool cache_get(cache *c, const char *key, void **value)
 	stripe *s = stripe_of(in, h);
 	stripe_lock(s);
 	node *n = *find_link(s, h, key, len);
-	if (!n || (n->expire_ms && now_ms() > n->expire_ms)) {
+	if (!n || expired_now(n)) {
 		stripe_unlock(s);
 		errno = ENOENT;
 		return false;
@@ -501,7 +525,7 @@ bool cache_delete(cache *c, const char *key)
 		*link = n->next;
 		n->next = NULL;
 		count_add(s, -1);
-		live = !expired(n, now_ms());
+		live = !expired_now(n);
 	}
 	stripe_unlock(s);
 	evict_list(in, n);
