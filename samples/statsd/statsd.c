@@ -37,27 +37,6 @@ struct packet {
 	char data[];
 };
 
-typedef struct statsd_core {
-	pthread_mutex_t mu;
-	pthread_cond_t idle;   /* broadcast when inflight drops to 0 and when state becomes STOPPED */
-	struct packet *cur;    /* being filled; never NULL */
-	struct packet *spare;  /* sent packets, ready for reuse */
-	unsigned inflight;     /* packets being sent outside the lock */
-	atomic_int state;      /* written under mu; read without it only as a hint */
-	int fd;
-	int final_err;	       /* errno of the final flush, 0 when it went fine */
-	int last_errno;
-	unsigned long long send_errors;
-	size_t flush_bytes;
-	size_t prefix_len;     /* with its dot; 0 without a prefix */
-	char prefix[];	       /* "prefix." */
-} statsd_core;
-
-struct statsd {
-	statsd_core *core;
-	scoped_worker *flusher; /* NULL when flush_ms < 0 */
-};
-
 /* --- checks and formatting -------------------------------------------------------------- */
 
 /* Bytes that would break a line: statsd splits on '\n', ':' and '|'; '@' and '#' start a
@@ -132,7 +111,11 @@ static size_t format_rate(char *out, float rate)
 }
 
 /* A per-thread xorshift64* generator: sampling must not take a lock. */
-static _Thread_local uint64_t rng_state;
+/* initial-exec: the sample library is linked statically; under -fPIC the default model would
+ * call __tls_get_addr on every metric. */
+#define STATSD_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
+static STATSD_TLS uint64_t rng_state;
 static atomic_ullong rng_seq;
 
 static float random01(void)
@@ -154,7 +137,48 @@ static float random01(void)
 	return (float)((x * 0x2545F4914F6CDD1DULL) >> 40) * (1.0f / 16777216.0f);
 }
 
-/* --- the core: buffer and socket -------------------------------------------------------- */
+/* --- the core: buffers and socket ------------------------------------------------------- */
+
+/* Lines are buffered per shard, each shard with its own mutex, and a thread always uses the
+ * same shard: two threads sending at once then never fight over one lock or one cache line.
+ * Each packet holds lines of one shard, so it is exactly what Go's sender would make of them. */
+enum { SHARDS = 8 };
+
+struct shard {
+	_Alignas(64) pthread_mutex_t mu;
+	struct packet *cur; /* being filled; NULL until first used */
+};
+
+typedef struct statsd_core {
+	struct shard shards[SHARDS];
+	pthread_mutex_t mu;    /* the rest: spare, inflight, fd closing, errors; after a shard's */
+	pthread_cond_t idle;   /* broadcast when inflight drops to 0 and when state becomes STOPPED */
+	struct packet *spare;  /* sent packets, ready for reuse */
+	unsigned inflight;     /* sends outside the locks */
+	atomic_int state;      /* written under mu; read under a shard's mu, or as a hint */
+	int fd;
+	int final_err;	       /* errno of the final flush, 0 when it went fine */
+	int last_errno;
+	unsigned long long send_errors;
+	size_t flush_bytes;
+	size_t prefix_len;     /* with its dot; 0 without a prefix */
+	char prefix[];	       /* "prefix." */
+} statsd_core;
+
+struct statsd {
+	statsd_core *core;
+	scoped_worker *flusher; /* NULL when flush_ms < 0 */
+};
+
+static STATSD_TLS unsigned my_shard_plus1; /* 0: not chosen yet */
+static atomic_uint shard_seq;
+
+static struct shard *shard_of_this_thread(statsd_core *c)
+{
+	if (!my_shard_plus1)
+		my_shard_plus1 = atomic_fetch_add_explicit(&shard_seq, 1, memory_order_relaxed) % SHARDS + 1;
+	return &c->shards[my_shard_plus1 - 1];
+}
 
 static void core_free(statsd_core *c)
 {
@@ -162,7 +186,10 @@ static void core_free(statsd_core *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->cur);
+	for (int i = 0; i < SHARDS; i++) {
+		free(c->shards[i].cur);
+		pthread_mutex_destroy(&c->shards[i].mu);
+	}
 	for (struct packet *p = c->spare, *next; p; p = next) {
 		next = p->next;
 		free(p);
@@ -184,7 +211,7 @@ static struct packet *packet_new(size_t capacity)
 	return p;
 }
 
-/* Called with mu held. */
+/* Called with c->mu held. */
 static void note_send_error(statsd_core *c, int err)
 {
 	c->send_errors++;
@@ -203,65 +230,85 @@ static int send_datagram(int fd, const char *data, size_t len)
 	}
 }
 
-/* Called with mu held and cur not empty. Hands back the full packet, to be sent without the
- * lock and then given to packet_done(); cur is a fresh one. When no spare can be made, sends
- * cur right here under the lock and returns NULL (*err: its errno, or 0). */
-static struct packet *take_packet(statsd_core *c, int *err)
+/* Called with the shard's mu held and sh->cur not empty. Hands back the full packet, to be sent
+ * without the locks by send_packet(); sh->cur is a fresh one. When no fresh one can be made,
+ * sends sh->cur right here and returns NULL, *err being its errno or 0. */
+static struct packet *take_packet(statsd_core *c, struct shard *sh, int *fd, int *err)
 {
+	*err = 0;
+	pthread_mutex_lock(&c->mu);
+	*fd = c->fd;
 	struct packet *fresh = c->spare;
 	if (fresh)
 		c->spare = fresh->next;
 	else
 		fresh = packet_new(c->flush_bytes);
-	*err = 0;
 	if (!fresh) {
-		if (send_datagram(c->fd, c->cur->data, c->cur->len - 1) < 0) {
+		if (send_datagram(c->fd, sh->cur->data, sh->cur->len - 1) < 0) {
 			*err = errno;
 			note_send_error(c, errno);
 		}
-		c->cur->len = 0;
+		pthread_mutex_unlock(&c->mu);
+		sh->cur->len = 0;
 		return NULL;
 	}
-	struct packet *full = c->cur;
-	fresh->len = 0;
-	c->cur = fresh;
 	c->inflight++;
+	pthread_mutex_unlock(&c->mu);
+	struct packet *full = sh->cur;
+	fresh->len = 0;
+	sh->cur = fresh;
 	return full;
 }
 
-/* Sends a packet from take_packet() outside the lock; takes mu back. 0, or its errno. */
-static int send_packet(statsd_core *c, int fd, struct packet *p)
+/* Ends a send counted in inflight: records err, recycles p (when not NULL). */
+static void send_done(statsd_core *c, struct packet *p, int err)
 {
-	int err = 0;
-	if (send_datagram(fd, p->data, p->len - 1) < 0)
-		err = errno;
 	pthread_mutex_lock(&c->mu);
 	if (err)
 		note_send_error(c, err);
-	p->len = 0;
-	p->next = c->spare;
-	c->spare = p;
+	if (p) {
+		p->len = 0;
+		p->next = c->spare;
+		c->spare = p;
+	}
 	if (--c->inflight == 0 && atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING)
 		pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Sends a packet from take_packet(), without any lock held. 0, or its errno. */
+static int send_packet(statsd_core *c, int fd, struct packet *p)
+{
+	int err = send_datagram(fd, p->data, p->len - 1) < 0 ? errno : 0; /* no trailing '\n' */
+	send_done(c, p, err);
 	return err;
 }
 
-/* Sends what is buffered; 0, or -1 with the send's errno. */
+/* Sends what one shard buffered; 0, or an errno. */
+static int shard_flush(statsd_core *c, struct shard *sh)
+{
+	int err = 0, fd = -1;
+	struct packet *full = NULL;
+	pthread_mutex_lock(&sh->mu);
+	if (sh->cur && sh->cur->len > 0)
+		full = take_packet(c, sh, &fd, &err);
+	pthread_mutex_unlock(&sh->mu);
+	if (full)
+		err = send_packet(c, fd, full);
+	return err;
+}
+
+/* Sends what is buffered; 0, or -1 with the first failed send's errno. */
 static int core_flush(statsd_core *c)
 {
-	int err = 0;
-	pthread_mutex_lock(&c->mu);
-	if (c->cur->len > 0) {
-		int fd = c->fd;
-		struct packet *full = take_packet(c, &err);
-		if (full) {
-			pthread_mutex_unlock(&c->mu);
-			err = send_packet(c, fd, full);
-		}
+	int first = 0;
+	for (int i = 0; i < SHARDS; i++) {
+		int err = shard_flush(c, &c->shards[i]);
+		if (err && !first)
+			first = err;
 	}
-	pthread_mutex_unlock(&c->mu);
-	if (err) {
-		errno = err;
+	if (first) {
+		errno = first;
 		return -1;
 	}
 	return 0;
@@ -282,46 +329,69 @@ static void flusher_final(void *ctx)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Adds one line (len bytes, no '\n'), following Go's BufferedSender.Send. */
-static int core_add(statsd_core *c, const char *line, size_t len)
+/* --- metrics ---------------------------------------------------------------------------- */
+
+/* The pieces of one line: prefix, name, ':', value, type, rate. */
+struct line {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+	const char *type;
+	size_t type_len;
+	const char *rate;
+	size_t rate_len;
+	size_t len;
+};
+
+static inline void write_line(char *p, const statsd_core *c, const struct line *l)
 {
-	size_t need = len + 1; /* with its '\n' */
-	int err = 0;
-	pthread_mutex_lock(&c->mu);
+	memcpy(p, c->prefix, c->prefix_len);
+	p += c->prefix_len;
+	memcpy(p, l->name, l->name_len);
+	p += l->name_len;
+	*p++ = ':';
+	memcpy(p, l->value, l->value_len);
+	p += l->value_len;
+	memcpy(p, l->type, l->type_len);
+	p += l->type_len;
+	memcpy(p, l->rate, l->rate_len);
+}
+
+/* A line too long for any packet (len + 1 >= flush_bytes): what this thread buffered goes
+ * first, then the line alone, now. */
+static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
+{
+	char stack[512];
+	scoped_free char *heap = NULL;
+	char *buf = stack;
+	if (l->len > sizeof stack) {
+		heap = malloc(l->len);
+		if (!heap)
+			return -1;
+		buf = heap;
+	}
+	write_line(buf, c, l);
+
+	int err = 0, fd = -1;
+	struct packet *full = NULL;
+	pthread_mutex_lock(&sh->mu);
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING) {
-		pthread_mutex_unlock(&c->mu);
+		pthread_mutex_unlock(&sh->mu);
 		errno = EPIPE;
 		return -1;
 	}
-	int fd = c->fd;
-	struct packet *full = NULL;
-	if (c->cur->len > 0 && c->cur->len + need >= c->flush_bytes)
-		full = take_packet(c, &err); /* the line would reach flush_bytes: send first */
-	if (need < c->flush_bytes) {
-		memcpy(c->cur->data + c->cur->len, line, len);
-		c->cur->data[c->cur->len + len] = '\n';
-		c->cur->len += need;
-		if (full) {
-			pthread_mutex_unlock(&c->mu);
-			send_packet(c, fd, full); /* counted in send_errors; this line is buffered */
-		}
-		pthread_mutex_unlock(&c->mu);
-		return 0;
-	}
-	/* Too long for any packet: it goes out alone, now. */
-	c->inflight++;
-	pthread_mutex_unlock(&c->mu);
-	if (full) {
-		send_packet(c, fd, full);
-		pthread_mutex_unlock(&c->mu);
-	}
-	err = send_datagram(fd, line, len) < 0 ? errno : 0;
+	if (sh->cur && sh->cur->len > 0)
+		full = take_packet(c, sh, &fd, &err);
 	pthread_mutex_lock(&c->mu);
-	if (err)
-		note_send_error(c, err);
-	if (--c->inflight == 0 && atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING)
-		pthread_cond_broadcast(&c->idle);
+	fd = c->fd;
+	c->inflight++; /* the socket stays open until this send is done */
 	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&sh->mu);
+	if (full)
+		send_packet(c, fd, full);
+	err = send_datagram(fd, buf, l->len) < 0 ? errno : 0;
+	send_done(c, NULL, err);
 	if (err) {
 		errno = err;
 		return -1;
@@ -329,11 +399,43 @@ static int core_add(statsd_core *c, const char *line, size_t len)
 	return 0;
 }
 
-/* --- metrics ---------------------------------------------------------------------------- */
+/* Adds one line to this thread's shard, following Go's BufferedSender.Send: when the line
+ * (with its '\n') would take the packet to flush_bytes or more, the packet goes first. */
+static int add_line(statsd_core *c, const struct line *l)
+{
+	struct shard *sh = shard_of_this_thread(c);
+	size_t need = l->len + 1;
+	if (need >= c->flush_bytes)
+		return send_alone(c, sh, l);
+	int err, fd = -1;
+	struct packet *full = NULL;
+	pthread_mutex_lock(&sh->mu);
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING) {
+		pthread_mutex_unlock(&sh->mu);
+		errno = EPIPE;
+		return -1;
+	}
+	struct packet *cur = sh->cur;
+	if (!cur) {
+		cur = sh->cur = packet_new(c->flush_bytes);
+		if (!cur) {
+			pthread_mutex_unlock(&sh->mu);
+			return -1;
+		}
+	} else if (cur->len > 0 && cur->len + need >= c->flush_bytes) {
+		full = take_packet(c, sh, &fd, &err);
+		cur = sh->cur;
+	}
+	write_line(cur->data + cur->len, c, l);
+	cur->data[cur->len + l->len] = '\n';
+	cur->len += need;
+	pthread_mutex_unlock(&sh->mu);
+	if (full)
+		send_packet(c, fd, full); /* a failure is counted; this line is buffered */
+	return 0;
+}
 
-enum { LINE_STACK = 256 };
-
-/* Formats [prefix.]name:value|type[|@rate] and adds it. value is text (sval) or ival. */
+/* Checks and adds [prefix.]name:value|type[|@rate]; the value is text (sval) or ival. */
 static int emit(statsd *s, const char *name, long long ival, const char *sval, const char *type,
 		size_t type_len, float rate)
 {
@@ -341,56 +443,35 @@ static int emit(statsd *s, const char *name, long long ival, const char *sval, c
 		errno = EINVAL;
 		return -1;
 	}
-	size_t nlen = name_len(name);
-	size_t vlen;
 	char digits[24];
-	const char *vtext;
+	char ratebuf[16];
+	struct line l = { .name = name, .name_len = name_len(name), .type = type, .type_len = type_len };
 	if (sval) {
-		vlen = value_len(sval);
-		vtext = sval;
+		l.value = sval;
+		l.value_len = value_len(sval);
 	} else {
-		vtext = format_ll(digits + sizeof digits, ival);
-		vlen = (size_t)(digits + sizeof digits - vtext);
+		l.value = format_ll(digits + sizeof digits, ival);
+		l.value_len = (size_t)(digits + sizeof digits - l.value);
 	}
-	if (nlen == 0 || vlen == 0) {
+	if (l.name_len == 0 || l.value_len == 0) {
 		errno = EINVAL;
 		return -1;
 	}
 	statsd_core *c = s->core;
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING) {
-		errno = EPIPE;
+		errno = EPIPE; /* checked again under the lock: this one makes it deterministic */
 		return -1;
 	}
-	char ratebuf[40];
-	size_t rlen = 0;
 	if (rate < 1.0f) {
 		if (!(random01() < rate))
 			return 0; /* sampled out */
-		rlen = format_rate(ratebuf, rate);
+		l.rate = ratebuf;
+		l.rate_len = format_rate(ratebuf, rate);
+	} else {
+		l.rate = "";
 	}
-
-	size_t len = c->prefix_len + nlen + 1 + vlen + type_len + rlen;
-	char stack[LINE_STACK];
-	scoped_free char *heap = NULL;
-	char *line = stack;
-	if (len > sizeof stack) {
-		heap = malloc(len);
-		if (!heap)
-			return -1;
-		line = heap;
-	}
-	char *p = line;
-	memcpy(p, c->prefix, c->prefix_len);
-	p += c->prefix_len;
-	memcpy(p, name, nlen);
-	p += nlen;
-	*p++ = ':';
-	memcpy(p, vtext, vlen);
-	p += vlen;
-	memcpy(p, type, type_len);
-	p += type_len;
-	memcpy(p, ratebuf, rlen);
-	return core_add(c, line, len);
+	l.len = c->prefix_len + l.name_len + 1 + l.value_len + l.type_len + l.rate_len;
+	return add_line(c, &l);
 }
 
 int statsd_count(statsd *s, const char *name, long long value, float rate)
@@ -605,6 +686,47 @@ static int connect_udp(const char *addr)
 	return fd;
 }
 
+/* A core with its locks ready and room for a prefix of plen bytes and its dot; NULL with errno
+ * and nothing left behind on failure. */
+static statsd_core *core_new(size_t plen)
+{
+	size_t size = (sizeof(statsd_core) + plen + 1 + 63) / 64 * 64; /* aligned_alloc wants this */
+	statsd_core *c = aligned_alloc(64, size);
+	if (!c)
+		return NULL;
+	memset(c, 0, size);
+	c->fd = -1;
+	atomic_init(&c->state, RUNNING);
+	pthread_mutexattr_t ma;
+	int rc = pthread_mutexattr_init(&ma);
+	if (rc != 0)
+		goto fail_free;
+#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP); /* spin briefly: short holds */
+#endif
+	int shards = 0;
+	for (; shards < SHARDS; shards++)
+		if ((rc = pthread_mutex_init(&c->shards[shards].mu, &ma)) != 0)
+			goto fail_shards;
+	if ((rc = pthread_mutex_init(&c->mu, &ma)) != 0)
+		goto fail_shards;
+	if ((rc = pthread_cond_init(&c->idle, NULL)) != 0)
+		goto fail_mu;
+	pthread_mutexattr_destroy(&ma);
+	return c;
+
+fail_mu:
+	pthread_mutex_destroy(&c->mu);
+fail_shards:
+	while (shards-- > 0)
+		pthread_mutex_destroy(&c->shards[shards].mu);
+	pthread_mutexattr_destroy(&ma);
+fail_free:
+	free(c);
+	errno = rc;
+	return NULL;
+}
+
 statsd *statsd_open(const statsd_config *cfg)
 {
 	if (!cfg || !cfg->addr || cfg->flush_bytes < 0 || cfg->flush_bytes > STATSD_MAX_BYTES) {
@@ -626,29 +748,8 @@ statsd *statsd_open(const statsd_config *cfg)
 	if (fd < 0)
 		return NULL;
 
-	scoped(statsd_core) c = calloc(1, sizeof *c + plen + 2);
+	scoped(statsd_core) c = core_new(plen);
 	if (!c)
-		return NULL;
-	c->fd = -1;
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP); /* spin briefly: short holds */
-#endif
-	int rc = pthread_mutex_init(&c->mu, &ma);
-	pthread_mutexattr_destroy(&ma);
-	if (rc == 0) {
-		rc = pthread_cond_init(&c->idle, NULL);
-		if (rc != 0)
-			pthread_mutex_destroy(&c->mu);
-	}
-	if (rc != 0) {
-		free(scoped_take(c)); /* nothing else was set up */
-		errno = rc;
-		return NULL;
-	}
-	c->cur = packet_new(flush_bytes);
-	if (!c->cur)
 		return NULL;
 	c->flush_bytes = flush_bytes;
 	if (plen) {
@@ -656,7 +757,6 @@ statsd *statsd_open(const statsd_config *cfg)
 		c->prefix[plen] = '.';
 		c->prefix_len = plen + 1;
 	}
-	atomic_init(&c->state, RUNNING);
 	c->fd = scoped_take_fd(fd); /* from here core_free closes it */
 
 	scoped_free statsd *s = malloc(sizeof *s);
