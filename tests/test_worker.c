@@ -54,9 +54,10 @@ static void tick(void *ctx)
 static void on_stop(void *ctx)
 {
 	struct counter *c = ctx;
+	int action = c->self_action; /* read before the count lets the test go on */
 	c->stop_thread = pthread_self();
 	atomic_fetch_add(&c->stops, 1);
-	if (c->self_action == 3) {
+	if (action == 3) {
 		scoped_worker_close(c->self);
 		atomic_store(&c->self_done, 1);
 	}
