@@ -59,6 +59,9 @@
  * Leak reports: the start macros record __FILE__:__LINE__ (see scoped/leak.h). They are variadic,
  * so a compound-literal config with commas passes straight through. The plain functions exist
  * too: (scoped_thread_start)(name, fn, arg) calls the function and records no call site.
+ * Compile time: the start functions carry SCOPED_ALLOC, so gcc -fanalyzer (GCC 11+) reports a
+ * handle kept in a plain pointer and never closed; scoped(...) handles are not reported. The
+ * analyzer stops tracking a pointer once it is passed to another function (wake included).
  */
 #ifndef SCOPED_THREAD_H
 #define SCOPED_THREAD_H
