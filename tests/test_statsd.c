@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,10 +183,12 @@ Test(statsd, formats_without_prefix_and_extreme_values)
 			   "a.b-c_d e:7|ms");
 }
 
-/* A rate < 1 is sampled: retry until the metric is kept (at most 200 times). */
+/* A rate < 1 is sampled: retry until the metric is kept (missing it 40 / rate times in a row
+ * has a probability of e^-40). */
 static void expect_rate(int lfd, statsd *s, float rate, const char *want)
 {
-	for (int i = 0; i < 200; i++) {
+	int tries = (int)(40.0f / rate) + 1;
+	for (int i = 0; i < tries; i++) {
 		cr_assert_eq(statsd_count(s, "r", 1, rate), 0);
 		cr_assert_eq(statsd_flush(s), 0);
 		char buf[256];
@@ -193,7 +197,7 @@ static void expect_rate(int lfd, statsd *s, float rate, const char *want)
 			return;
 		}
 	}
-	cr_assert_fail("rate %g: never sent in 200 tries", (double)rate);
+	cr_assert_fail("rate %g: never sent in %d tries", (double)rate, tries);
 }
 
 Test(statsd, rate_is_printed_like_go_with_six_decimals)
@@ -345,6 +349,70 @@ Test(statsd, flushes_every_flush_ms)
 	cr_assert_geq(now_ms() - t0, 150, "sent by the period, not at once");
 	cr_assert_eq(statsd_gauge(s, "tock", 2, 1.0f), 0);
 	expect_packet(lfd, "tock:2|g"); /* and again */
+}
+
+/* A full packet does not wait for the period: the flusher is woken to send it, as Go's sender
+ * goroutine is; the partly filled one waits for the period (an hour here) or scope exit. */
+Test(statsd, full_packets_go_out_at_once_partial_ones_wait)
+{
+	listener l = listen_udp(AF_INET);
+	scoped_fd int lfd = l.fd;
+	static go_sim g;
+	g = (go_sim){ .flush_bytes = 1432 };
+	{
+		scoped(statsd) s = open_to(&l, NULL, 3600 * 1000, 0);
+		for (int i = 0; i < 200; i++) { /* 200 * 19 bytes: two full packets and a part */
+			char name[32], line[64];
+			snprintf(name, sizeof name, "full.metric.%03d", i);
+			snprintf(line, sizeof line, "%s:1|c", name);
+			cr_assert_eq(statsd_count(s, name, 1, 1.0f), 0);
+			go_sim_add(&g, line);
+		}
+		cr_assert_eq(g.count, 2);
+		for (size_t i = 0; i < g.count; i++) {
+			expect_packet(lfd, g.packets[i]);
+			free(g.packets[i]);
+		}
+		g.count = 0;
+		expect_nothing(lfd);
+	}
+	go_sim_emit(&g); /* scope exit */
+	go_sim_expect(&g, lfd);
+}
+
+struct busy_arg {
+	statsd *s;
+	atomic_bool stop;
+};
+
+static void *busy_sender(void *p)
+{
+	struct busy_arg *a = p;
+	while (!atomic_load(&a->stop))
+		statsd_count(a->s, "busy", 1, 1.0f);
+	return NULL;
+}
+
+/* Another thread filling packets nonstop keeps waking the flusher: this thread's partly filled
+ * buffer still goes out within about a period. */
+Test(statsd, a_busy_sender_does_not_starve_a_quiet_one)
+{
+	listener l = listen_udp(AF_INET);
+	scoped_fd int lfd = l.fd;
+	scoped(statsd) s = open_to(&l, NULL, 100, 0);
+	struct busy_arg a = { .s = s };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, busy_sender, &a), 0);
+	cr_assert_eq(statsd_gauge(s, "quiet", 7, 1.0f), 0);
+	static char buf[2048];
+	bool seen = false;
+	for (long long end = now_ms() + 3000; !seen && now_ms() < end;) {
+		if (recv_packet(lfd, buf, sizeof buf, 100) >= 0)
+			seen = strstr(buf, "quiet:7|g") != NULL;
+	}
+	atomic_store(&a.stop, true);
+	pthread_join(th, NULL);
+	cr_assert(seen, "the quiet thread's gauge never came");
 }
 
 Test(statsd, default_flush_ms_is_300)

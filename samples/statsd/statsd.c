@@ -154,7 +154,12 @@ typedef struct statsd_core {
 	pthread_mutex_t mu;    /* the rest: spare, inflight, fd closing, errors; after a shard's */
 	pthread_cond_t idle;   /* broadcast when inflight drops to 0 and when state becomes STOPPED */
 	struct packet *spare;  /* sent packets, ready for reuse */
+	struct packet *ready, **ready_end; /* full packets waiting to be sent, oldest first */
+	unsigned ready_count;
 	unsigned inflight;     /* sends outside the locks */
+	atomic_bool wake_pending; /* a caller woke the flusher for the ready packets */
+	long long last_flush_ms;  /* the flusher's last full flush (its own thread only) */
+	unsigned flush_ms;
 	atomic_int state;      /* written under mu; read under a shard's mu, or as a hint */
 	int fd;
 	int final_err;	       /* errno of the final flush, 0 when it went fine */
@@ -190,10 +195,11 @@ static void core_free(statsd_core *c)
 		free(c->shards[i].cur);
 		pthread_mutex_destroy(&c->shards[i].mu);
 	}
-	for (struct packet *p = c->spare, *next; p; p = next) {
-		next = p->next;
-		free(p);
-	}
+	for (int i = 0; i < 2; i++)
+		for (struct packet *p = i ? c->ready : c->spare, *next; p; p = next) {
+			next = p->next;
+			free(p);
+		}
 	pthread_cond_destroy(&c->idle);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -230,34 +236,33 @@ static int send_datagram(int fd, const char *data, size_t len)
 	}
 }
 
-/* Called with the shard's mu held and sh->cur not empty. Hands back the full packet, to be sent
- * without the locks by send_packet(); sh->cur is a fresh one. When no fresh one can be made,
- * sends sh->cur right here and returns NULL, *err being its errno or 0. */
-static struct packet *take_packet(statsd_core *c, struct shard *sh, int *fd, int *err)
+/* Called with the shard's mu held and sh->cur not empty: queues sh->cur to be sent and gives
+ * the shard a fresh packet. Returns how many packets wait. When no fresh packet can be made,
+ * sends sh->cur right here instead (counted in send_errors if that fails) and returns 0. */
+static unsigned queue_packet(statsd_core *c, struct shard *sh)
 {
-	*err = 0;
 	pthread_mutex_lock(&c->mu);
-	*fd = c->fd;
 	struct packet *fresh = c->spare;
 	if (fresh)
 		c->spare = fresh->next;
 	else
 		fresh = packet_new(c->flush_bytes);
 	if (!fresh) {
-		if (send_datagram(c->fd, sh->cur->data, sh->cur->len - 1) < 0) {
-			*err = errno;
+		if (send_datagram(c->fd, sh->cur->data, sh->cur->len - 1) < 0)
 			note_send_error(c, errno);
-		}
 		pthread_mutex_unlock(&c->mu);
 		sh->cur->len = 0;
-		return NULL;
+		return 0;
 	}
-	c->inflight++;
-	pthread_mutex_unlock(&c->mu);
 	struct packet *full = sh->cur;
+	full->next = NULL;
+	*c->ready_end = full;
+	c->ready_end = &full->next;
+	unsigned waiting = ++c->ready_count;
+	pthread_mutex_unlock(&c->mu);
 	fresh->len = 0;
 	sh->cur = fresh;
-	return full;
+	return waiting;
 }
 
 /* Ends a send counted in inflight: records err, recycles p (when not NULL). */
@@ -276,48 +281,73 @@ static void send_done(statsd_core *c, struct packet *p, int err)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Sends a packet from take_packet(), without any lock held. 0, or its errno. */
-static int send_packet(statsd_core *c, int fd, struct packet *p)
-{
-	int err = send_datagram(fd, p->data, p->len - 1) < 0 ? errno : 0; /* no trailing '\n' */
-	send_done(c, p, err);
-	return err;
-}
-
-/* Sends what one shard buffered; 0, or an errno. */
-static int shard_flush(statsd_core *c, struct shard *sh)
-{
-	int err = 0, fd = -1;
-	struct packet *full = NULL;
-	pthread_mutex_lock(&sh->mu);
-	if (sh->cur && sh->cur->len > 0)
-		full = take_packet(c, sh, &fd, &err);
-	pthread_mutex_unlock(&sh->mu);
-	if (full)
-		err = send_packet(c, fd, full);
-	return err;
-}
-
-/* Sends what is buffered; 0, or -1 with the first failed send's errno. */
-static int core_flush(statsd_core *c)
+/* Sends every queued packet, oldest first, without holding a lock while sending. Returns 0 or
+ * the first failed send's errno. Safe from several threads at once. */
+static int send_ready(statsd_core *c)
 {
 	int first = 0;
-	for (int i = 0; i < SHARDS; i++) {
-		int err = shard_flush(c, &c->shards[i]);
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		struct packet *p = c->ready;
+		if (!p) {
+			pthread_mutex_unlock(&c->mu);
+			return first;
+		}
+		c->ready = p->next;
+		if (!c->ready)
+			c->ready_end = &c->ready;
+		c->ready_count--;
+		c->inflight++; /* the socket stays open until this send is done */
+		int fd = c->fd;
+		pthread_mutex_unlock(&c->mu);
+		int err = send_datagram(fd, p->data, p->len - 1) < 0 ? errno : 0; /* no last '\n' */
+		send_done(c, p, err);
 		if (err && !first)
 			first = err;
 	}
-	if (first) {
-		errno = first;
+}
+
+/* Queues what every shard buffered, then sends all that waits; 0, or -1 with the first failed
+ * send's errno. */
+static int core_flush(statsd_core *c)
+{
+	for (int i = 0; i < SHARDS; i++) {
+		struct shard *sh = &c->shards[i];
+		pthread_mutex_lock(&sh->mu);
+		if (sh->cur && sh->cur->len > 0)
+			queue_packet(c, sh);
+		pthread_mutex_unlock(&sh->mu);
+	}
+	int err = send_ready(c);
+	if (err) {
+		errno = err;
 		return -1;
 	}
 	return 0;
 }
 
-/* The flusher: runs on the worker thread, touches only the core. */
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The flusher: runs on the worker thread and touches only the core. A tick the period brought
+ * flushes everything, as Go's ticker does; a tick a caller asked for (full packets are
+ * waiting) sends those only, unless a period has passed since the last full flush (a stream of
+ * wakes must not starve the partly filled buffers). */
 static void flusher_tick(void *ctx)
 {
-	core_flush(ctx);
+	statsd_core *c = ctx;
+	bool woken = atomic_exchange(&c->wake_pending, false);
+	long long now = mono_ms();
+	if (!woken || now - c->last_flush_ms >= (long long)c->flush_ms) {
+		c->last_flush_ms = now;
+		core_flush(c);
+	} else {
+		send_ready(c);
+	}
 }
 
 static void flusher_final(void *ctx)
@@ -327,6 +357,21 @@ static void flusher_final(void *ctx)
 	pthread_mutex_lock(&c->mu);
 	c->final_err = err;
 	pthread_mutex_unlock(&c->mu);
+}
+
+/* After a caller queued a packet: the flusher sends it, as Go's sender goroutine does. Without
+ * a flusher, or when the flusher falls behind by more than READY_MAX packets, the caller sends
+ * (which also bounds the memory held). */
+enum { READY_MAX = 32 };
+
+static void after_queue(statsd *s, unsigned waiting)
+{
+	if (waiting == 0)
+		return;
+	if (!s->flusher || waiting > READY_MAX)
+		send_ready(s->core); /* failures are counted in send_errors */
+	else if (!atomic_exchange(&s->core->wake_pending, true))
+		scoped_worker_wake(s->flusher);
 }
 
 /* --- metrics ---------------------------------------------------------------------------- */
@@ -358,8 +403,8 @@ static inline void write_line(char *p, const statsd_core *c, const struct line *
 	memcpy(p, l->rate, l->rate_len);
 }
 
-/* A line too long for any packet (len + 1 >= flush_bytes): what this thread buffered goes
- * first, then the line alone, now. */
+/* A line too long for any packet (len + 1 >= flush_bytes): what is buffered goes first, then
+ * the line alone, now, from this thread; its send's errno is the caller's. */
 static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 {
 	char stack[512];
@@ -373,8 +418,6 @@ static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 	}
 	write_line(buf, c, l);
 
-	int err = 0, fd = -1;
-	struct packet *full = NULL;
 	pthread_mutex_lock(&sh->mu);
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING) {
 		pthread_mutex_unlock(&sh->mu);
@@ -382,15 +425,14 @@ static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 		return -1;
 	}
 	if (sh->cur && sh->cur->len > 0)
-		full = take_packet(c, sh, &fd, &err);
+		queue_packet(c, sh);
 	pthread_mutex_lock(&c->mu);
-	fd = c->fd;
+	int fd = c->fd;
 	c->inflight++; /* the socket stays open until this send is done */
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&sh->mu);
-	if (full)
-		send_packet(c, fd, full);
-	err = send_datagram(fd, buf, l->len) < 0 ? errno : 0;
+	send_ready(c); /* the earlier lines first */
+	int err = send_datagram(fd, buf, l->len) < 0 ? errno : 0;
 	send_done(c, NULL, err);
 	if (err) {
 		errno = err;
@@ -401,14 +443,14 @@ static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 
 /* Adds one line to this thread's shard, following Go's BufferedSender.Send: when the line
  * (with its '\n') would take the packet to flush_bytes or more, the packet goes first. */
-static int add_line(statsd_core *c, const struct line *l)
+static int add_line(statsd *s, const struct line *l)
 {
+	statsd_core *c = s->core;
 	struct shard *sh = shard_of_this_thread(c);
 	size_t need = l->len + 1;
 	if (need >= c->flush_bytes)
 		return send_alone(c, sh, l);
-	int err, fd = -1;
-	struct packet *full = NULL;
+	unsigned waiting = 0;
 	pthread_mutex_lock(&sh->mu);
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != RUNNING) {
 		pthread_mutex_unlock(&sh->mu);
@@ -423,15 +465,14 @@ static int add_line(statsd_core *c, const struct line *l)
 			return -1;
 		}
 	} else if (cur->len > 0 && cur->len + need >= c->flush_bytes) {
-		full = take_packet(c, sh, &fd, &err);
+		waiting = queue_packet(c, sh);
 		cur = sh->cur;
 	}
 	write_line(cur->data + cur->len, c, l);
 	cur->data[cur->len + l->len] = '\n';
 	cur->len += need;
 	pthread_mutex_unlock(&sh->mu);
-	if (full)
-		send_packet(c, fd, full); /* a failure is counted; this line is buffered */
+	after_queue(s, waiting);
 	return 0;
 }
 
@@ -471,7 +512,7 @@ static int emit(statsd *s, const char *name, long long ival, const char *sval, c
 		l.rate = "";
 	}
 	l.len = c->prefix_len + l.name_len + 1 + l.value_len + l.type_len + l.rate_len;
-	return add_line(c, &l);
+	return add_line(s, &l);
 }
 
 int statsd_count(statsd *s, const char *name, long long value, float rate)
@@ -696,7 +737,9 @@ static statsd_core *core_new(size_t plen)
 		return NULL;
 	memset(c, 0, size);
 	c->fd = -1;
+	c->ready_end = &c->ready;
 	atomic_init(&c->state, RUNNING);
+	atomic_init(&c->wake_pending, false);
 	pthread_mutexattr_t ma;
 	int rc = pthread_mutexattr_init(&ma);
 	if (rc != 0)
@@ -758,6 +801,8 @@ statsd *statsd_open(const statsd_config *cfg)
 		c->prefix_len = plen + 1;
 	}
 	c->fd = scoped_take_fd(fd); /* from here core_free closes it */
+	c->flush_ms = flush_ms > 0 ? (unsigned)flush_ms : 0;
+	c->last_flush_ms = mono_ms();
 
 	scoped_free statsd *s = malloc(sizeof *s);
 	if (!s)
