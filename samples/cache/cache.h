@@ -60,9 +60,10 @@
  *  never hands out a pointer that it might free.
  *
  * Beyond go-cache:
- *  - The table is split in stripes, each with its own lock; the janitor sweeps
- *    a few hundred buckets per lock hold, so no reader waits for a whole
- *    sweep (go-cache holds its one write lock for all of it).
+ *  - The table is split in 256 stripes, each with its own lock and its own
+ *    growth; the janitor sweeps 64 buckets per lock hold, so no reader waits
+ *    for a whole sweep (go-cache holds its one write lock for all of it), and
+ *    a get costs one atomic operation when nobody else holds its stripe.
  *  - cache_stop stops the janitor only; the cache stays usable (as a cache
  *    without janitor). cache_close stops the janitor, frees every item, and
  *    the cache. Scope exit runs cache_close.
@@ -72,7 +73,8 @@
  *    cache from it. value_free and on_evicted run with no lock held.
  *  - The key passed to on_evicted is valid during the call only.
  *  - cache_close must be the last call on the handle; no other thread may
- *    still use it (stop your users first, as with any free).
+ *    still use it (stop your users first, as with any free), and never from a
+ *    callback. cache_stop from on_evicted is fine (it does not self-join).
  *  - Setting the same pointer again for a key does not free it; setting a
  *    different pointer frees the old one (value_free) without on_evicted.
  *
