@@ -218,6 +218,10 @@ Test(statsd_daemon, real_statsd_counts_what_a_scoped_client_sent, .timeout = 60)
 	char node[512], stats_js[512];
 	if (find_node(node, sizeof node) < 0)
 		cr_skip_test("node is not installed: the real statsd daemon cannot run here");
+	const char *preload = getenv("LD_PRELOAD");
+	if (preload && strstr(preload, "vgpreload"))
+		cr_skip_test("under valgrind --trace-children=yes node itself would be traced: pass "
+			     "--trace-children-skip='*/node,*/nodejs' to run this test under valgrind");
 	find_stats_js(stats_js, sizeof stats_js);
 	cr_assert_eq(access(stats_js, R_OK), 0,
 		     "statsd is not installed at %s: run scripts/install-statsd.sh (or set STATSD_JS)",
