@@ -1,13 +1,15 @@
 /* statsd.c - the buffered statsd client: see statsd.h for the contract.
  *
  * Two objects, as go-cache's wrapped return has it: the caller holds `statsd` (the wrapper);
- * the flusher thread holds only `statsd_core` (the inner object: socket, buffer, lock). The
+ * the flusher thread holds only `statsd_core` (the inner object: socket, buffers, locks). The
  * wrapper's close stops the flusher first, so nothing else points at the core when it is
  * freed.
  *
- * A metric is formatted outside the lock into a stack buffer, then copied into the packet
- * being filled under the mutex. A full packet is swapped for a spare and sent outside the
- * lock; `inflight` counts such sends so that stop closes the socket only after the last one.
+ * A metric is checked and its number formatted without a lock, then written straight into the
+ * packet its thread is filling, under that packet's shard mutex. A full packet joins the ready
+ * queue and the flusher is woken to send it (Go's BufferedSender hands it to a goroutine the
+ * same way); without a flusher, or when it falls behind, the caller sends. Sends happen with no
+ * lock held; `inflight` counts them, so that stop closes the socket only after the last one.
  */
 #define _GNU_SOURCE
 #include "statsd.h"
@@ -32,7 +34,7 @@ enum { RUNNING, STOPPING, STOPPED };
 
 /* One packet: lines, each followed by '\n' (Go's buffer); the last '\n' is not sent. */
 struct packet {
-	struct packet *next; /* in the spare list */
+	struct packet *next; /* in the spare or the ready list */
 	size_t len;
 	char data[];
 };
@@ -141,7 +143,7 @@ static float random01(void)
 
 /* Lines are buffered per shard, each shard with its own mutex, and a thread always uses the
  * same shard: two threads sending at once then never fight over one lock or one cache line.
- * Each packet holds lines of one shard, so it is exactly what Go's sender would make of them. */
+ * Each packet holds lines of one shard: for each thread's lines, the packets Go would make. */
 enum { SHARDS = 8 };
 
 struct shard {

@@ -31,8 +31,10 @@
  * strconv.AppendFloat(rate, 'f', 6, 32) prints it: 0.5f gives `|@0.500000`. With rate >= 1
  * it is always sent, with no `|@`. rate <= 0 drops every metric. A NaN rate is EINVAL.
  *
- * THREADS. Every call may be made from many threads at once: one mutex guards the buffer
- * and a packet never holds part of a line. Packets are sent outside the lock.
+ * THREADS. Every call may be made from many threads at once. Each thread fills its own
+ * buffer (one of 8, each behind its own mutex), so senders do not contend, and a packet never
+ * holds part of a line. Full packets are sent by the flusher thread, as Go's sender goroutine
+ * does; without one (flush_ms < 0), or when it falls 32 packets behind, by the caller.
  *
  * ERRORS. Functions return 0, or -1 and set errno; statsd_open returns NULL and sets errno,
  * having closed every socket and freed everything it made.
