@@ -475,6 +475,30 @@ Test(cache, stop_keeps_the_cache_usable)
 	cr_assert(get_is(c, "k2", "v"));
 }
 
+static atomic_int stops_from_janitor;
+
+static void stop_on_evicted(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)value;
+	cache **cp = arg;
+	cache_stop(*cp);	/* on the janitor's own thread: must not self-join */
+	atomic_fetch_add(&stops_from_janitor, 1);
+}
+
+Test(cache, stop_from_on_evicted_on_the_janitor_returns)
+{
+	int before = thread_count();
+	scoped(cache) c = NULL;
+	c = cache_new(&(cache_config){ .cleanup_ms = 2, .on_evicted = stop_on_evicted, .arg = &c });
+	cr_assert(c);
+	cr_assert_eq(cache_set(c, "a", NULL, 3), 0);
+	cr_assert_eq(cache_set(c, "b", NULL, 3), 0);
+	cr_assert(wait_until(atomic_load(&stops_from_janitor) >= 1, 3000));
+	cr_assert(wait_until(thread_count() == before, 1000), "the janitor ended itself");
+	cr_assert_eq(cache_set(c, "c", NULL, 0), 0, "the cache stays usable");
+}
+
 Test(cache, sweep_of_many_items_in_slices)
 {
 	scoped(cache) c = cache_new(&(cache_config){ .default_ttl_ms = 5 });
