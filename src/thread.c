@@ -120,20 +120,37 @@ static void set_name(const char *name)
 	pthread_setname_np(pthread_self(), short_name);
 }
 
+/* The thread's last act, also when fn leaves by pthread_exit(). */
+static void finish(void *arg)
+{
+	struct scoped_thread *t = arg;
+	scoped__self = NULL;
+	pthread_mutex_lock(&t->stop.mu);
+	atomic_store(&t->ended, true);
+	pthread_cond_broadcast(&t->stop.cv);
+	unref_unlock(t);
+}
+
+/* glibc's pthread_cleanup_push is built on setjmp; its own variables are never changed after it,
+ * which GCC's -Wclobbered cannot see. */
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 static void *trampoline(void *arg)
 {
 	struct scoped_thread *t = arg;
 	scoped__self = t;
 	if (t->name[0])
 		set_name(t->name);
+	pthread_cleanup_push(finish, t);
 	t->fn(&t->stop, t->arg);
-	scoped__self = NULL;
-	pthread_mutex_lock(&t->stop.mu);
-	atomic_store(&t->ended, true);
-	pthread_cond_broadcast(&t->stop.cv);
-	unref_unlock(t);
+	pthread_cleanup_pop(1);
 	return NULL;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic pop
+#endif
 
 int scoped__thread_spawn(struct scoped_thread *t)
 {

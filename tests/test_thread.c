@@ -334,3 +334,22 @@ Test(thread, plain_function_form_works_too)
 	cr_assert_not_null(t);
 	cr_assert(wait_until(atomic_load(&p.started) == 1, 5000));
 }
+
+static void exit_early(scoped_stop *stop, void *arg)
+{
+	(void)stop;
+	atomic_store((atomic_int *)arg, 1);
+	pthread_exit(NULL);
+}
+
+Test(thread, fn_leaving_by_pthread_exit_still_ends_cleanly)
+{
+	atomic_int ran = 0;
+	int before = thread_count();
+	scoped_thread *t = scoped_thread_start("exits", exit_early, &ran);
+	cr_assert_not_null(t);
+	cr_assert(wait_until(scoped_live_count() == 0, 5000), "the handle never ended");
+	cr_assert_eq(atomic_load(&ran), 1);
+	scoped_thread_close(t); /* joins once, frees: asan and valgrind check the memory */
+	assert_threads_back_to(before);
+}
