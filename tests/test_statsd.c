@@ -268,7 +268,6 @@ Test(statsd, default_flush_bytes_is_1432)
 	scoped(statsd) s = open_to(&l, NULL, -1, 0);
 	static go_sim g;
 	g = (go_sim){ .flush_bytes = 1432 };
-	char buf[2048];
 	size_t longest = 0;
 	for (int i = 0; i < 800; i++) {
 		char name[32], line[64];
@@ -287,8 +286,6 @@ Test(statsd, default_flush_bytes_is_1432)
 	}
 	cr_assert_geq(longest, 1400, "packets are filled");
 	go_sim_expect(&g, lfd);
-	expect_nothing(lfd);
-	(void)buf;
 }
 
 Test(statsd, a_line_too_long_for_a_packet_goes_out_alone)
