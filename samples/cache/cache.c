@@ -100,7 +100,7 @@ static inline void stripe_lock(stripe *s)
 			return;
 		for (unsigned spins = 0;
 		     atomic_load_explicit(&s->lock, memory_order_relaxed); spins++) {
-			if (spins < 2000)
+			if (spins < 500)
 				spin_pause();
 			else
 				nanosleep(&(struct timespec){ 0, 20000 }, NULL);

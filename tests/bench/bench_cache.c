@@ -10,6 +10,7 @@
  *
  * Reference on this machine: go-cache ~15.6 ns per Get, ~38.5 ns per Set.
  * BENCH_QUICK=1 in the environment: fewer ops (a smoke run). Takes ~30 s otherwise.
+ * BENCH_ONLY=ops or BENCH_ONLY=stall runs one half.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -383,6 +384,9 @@ int main(void)
 			abort();
 	}
 
+	const char *only = getenv("BENCH_ONLY");
+	bool do_ops = !only || strcmp(only, "stall") != 0;
+	bool do_stall = !only || strcmp(only, "ops") != 0;
 	cache *c = cache_new(&(cache_config){ 0 });
 	if (!c) {
 		perror("cache_new");
@@ -390,6 +394,8 @@ int main(void)
 	}
 	base *b = base_new();
 	target tc = { "cache", c, NULL }, tb = { "rwlock+map", NULL, b };
+	if (!do_ops)
+		goto stall;
 
 	printf("bench_cache: %d keys, %ld ops per run, median of %d runs; ns per op\n", KEYS, ops,
 	       REPEATS);
@@ -424,8 +430,11 @@ int main(void)
 			printf("%-32s %10.1f %12.1f %8.2f\n", label, nc, nb, nc / nb);
 		}
 	printf("\ngo-cache on this machine (1 key, 1 goroutine): ~15.6 ns per Get, ~38.5 ns per Set\n");
+stall:
 	cache_close(c);
 	base_free(b);
+	if (!do_stall)
+		goto out;
 
 	printf("\nreader stall while %d expired items are swept (reader: gets on %d live keys)\n",
 	       SWEEP_ITEMS, LIVE_KEYS);
@@ -462,6 +471,7 @@ int main(void)
 	printf("target: longest get < 1 ms during the sweep: %s\n", cm < 1.0 ? "met" : "MISSED");
 	cache_close(c);
 	base_free(b);
+out:
 	for (int i = 0; i < KEYS; i++)
 		free(keys[i]);
 	return 0;
