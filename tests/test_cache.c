@@ -512,7 +512,69 @@ Test(cache, sweep_of_many_items_in_slices)
 	cr_assert(wait_until(absent(c, "99999"), 2000), "the last one set");
 	cr_assert_eq(cache_delete_expired(c), N - N / 10);
 	cr_assert_eq(cache_count(c), N / 10);
-	cr_assert(cache_get(c, "0", NULL));
+	for (intptr_t i = 0; i < N; i += 10) {
+		snprintf(key, sizeof key, "%ld", (long)i);
+		void *v;
+		cr_assert(cache_get(c, key, &v), "%s lost by the sweep", key);
+		cr_assert_eq((intptr_t)v, i);
+	}
+}
+
+/* Random operations against a model: deletions shift entries within a stripe's probe
+ * clusters, and nothing may be lost or duplicated by it. */
+Test(cache, random_operations_match_a_model)
+{
+	scoped(cache) c = cache_new(&(cache_config){ 0 });
+	cr_assert(c);
+	enum { K = 3000, OPS = 200000 };
+	static intptr_t model[K];	/* 0: absent */
+	memset(model, 0, sizeof model);
+	size_t live = 0;
+	unsigned x = 42;
+	char key[32];
+	for (long op = 1; op <= OPS; op++) {
+		x = x * 1103515245u + 12345u;
+		int k = (int)((x >> 8) % K);
+		snprintf(key, sizeof key, "m%d", k);
+		void *v;
+		switch ((x >> 24) % 5) {
+		case 0:
+			cr_assert_eq(cache_set(c, key, (void *)op, 0), 0);
+			live += model[k] == 0;
+			model[k] = op;
+			break;
+		case 1:
+			cr_assert_eq(cache_add(c, key, (void *)op, 0), model[k] ? -1 : 0, "%s", key);
+			if (!model[k]) {
+				model[k] = op;
+				live++;
+			}
+			break;
+		case 2:
+			cr_assert_eq(cache_replace(c, key, (void *)op, 0), model[k] ? 0 : -1);
+			if (model[k])
+				model[k] = op;
+			break;
+		case 3:
+			cr_assert_eq(cache_delete(c, key), model[k] != 0, "%s", key);
+			live -= model[k] != 0;
+			model[k] = 0;
+			break;
+		default:
+			cr_assert_eq(cache_get(c, key, &v), model[k] != 0, "%s", key);
+			if (model[k])
+				cr_assert_eq((intptr_t)v, model[k]);
+		}
+		if (op % 20000 == 0)
+			cr_assert_eq(cache_count(c), live);
+	}
+	for (int k = 0; k < K; k++) {
+		snprintf(key, sizeof key, "m%d", k);
+		void *v = NULL;
+		cr_assert_eq(cache_get(c, key, &v), model[k] != 0, "%s", key);
+		if (model[k])
+			cr_assert_eq((intptr_t)v, model[k]);
+	}
 }
 
 /* ---- errors ------------------------------------------------------------------------------- */
@@ -736,18 +798,44 @@ Test(cache, every_allocation_failure_leaves_nothing)
 	cr_assert_str_eq(mine, "mine", "the value stays the caller's");
 	cr_assert_eq(cache_set(c, "k", mine, 0), 0);
 
-	/* growing a stripe is optional: failed calloc keeps the old buckets, sets still work */
-	for (int i = 0; i < 2000; i++) {
+	/* Growing a stripe fails: sets go on in the old slots while one stays free, then fail
+	 * with ENOMEM and leave the value to the caller; nothing is lost or corrupted. */
+	enum { G = 3000 };
+	char *vals[G];
+	int stored = 0, refused = 0;
+	for (int i = 0; i < G; i++) {
 		char key[16];
 		snprintf(key, sizeof key, "g%d", i);
-		char *v = strdup("v");
+		vals[i] = strdup("v");
+		cr_assert(vals[i]);
 		arm(1);	/* the node allocation succeeds, a grow (if any) fails */
-		rc = cache_set(c, key, v, 0);
+		errno = 0;
+		rc = cache_set(c, key, vals[i], 0);
+		e = errno;
 		disarm();
-		cr_assert_eq(rc, 0, "%s", key);
+		if (rc == 0) {
+			stored++;
+			vals[i] = NULL;
+		} else {
+			cr_assert_eq(e, ENOMEM, "%s", key);
+			cr_assert_str_eq(vals[i], "v");
+			refused++;
+		}
+		cr_assert_eq(cache_count(c), (size_t)stored + 1);
 	}
-	cr_assert_eq(cache_count(c), 2001);
-	cr_assert(get_is(c, "g1999", "v"));
+	cr_assert_gt(refused, 0, "every stripe full at 8 slots: some sets must be refused");
+	for (int i = 0; i < G; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "g%d", i);
+		if (vals[i])
+			cr_assert_eq(cache_set(c, key, vals[i], 0), 0, "%s after memory is back", key);
+	}
+	cr_assert_eq(cache_count(c), G + 1);
+	for (int i = 0; i < G; i += 7) {
+		char key[16];
+		snprintf(key, sizeof key, "g%d", i);
+		cr_assert(get_is(c, key, "v"), "%s", key);
+	}
 }
 #else
 Test(cache, every_allocation_failure_leaves_nothing)

@@ -1,16 +1,20 @@
 #define _GNU_SOURCE
 /*
- * cache.c - a striped, chained hash table with per-item expiry, swept by a
- * scoped_worker in short lock holds. See cache.h for the contract.
+ * cache.c - a striped hash table with per-item expiry, swept by a scoped_worker in short lock
+ * holds. See cache.h for the contract.
  *
- * Layout: the `cache` handle (the wrapper) owns the janitor and points at the
- * inner table; the janitor's ctx is the inner table only. The table is
- * STRIPES stripes; a key's stripe is chosen by the top bits of its 64-bit
- * hash, its bucket within the stripe by the low bits. Each stripe has its own
- * spinlock, bucket array and item count, and grows on its own (so a resize
- * stalls one stripe, for 1/STRIPES of the items). Items are nodes with the
- * key inline. Expiry is an absolute CLOCK_MONOTONIC_COARSE time in ms (0:
- * never). Callbacks other than value_dup run with no lock held.
+ * Layout: the `cache` handle (the wrapper) owns the janitor and points at the inner table; the
+ * janitor's ctx is the inner table only. The table is STRIPES stripes; a key's stripe is chosen
+ * by the top bits of its 64-bit hash. Each stripe has its own lock, item count and slot array,
+ * and grows on its own (a resize stalls one stripe, for 1/STRIPES of the items).
+ *
+ * A stripe is open addressing with linear probing. A slot holds the key's hash, the item's
+ * expiry and a pointer to its node (value, key inline); a hash of 0 marks an empty slot.
+ * Keeping hash and expiry in the slot array means a lookup skips other keys' nodes, an expired
+ * item is recognized without touching its node, and a sweep or a resize reads one contiguous
+ * array: the janitor's lock holds are a few hundred nanoseconds. Deletion shifts the following
+ * entries of the cluster back (no tombstones). Expiry is an absolute CLOCK_MONOTONIC_COARSE time
+ * in ms (0: never). Callbacks other than value_dup run with no lock held.
  */
 #include "cache/cache.h"
 
@@ -25,52 +29,56 @@
 enum {
 	STRIPE_BITS = 8,
 	STRIPES = 1 << STRIPE_BITS,
-	STRIPE_BUCKETS0 = 4,     /* initial buckets per stripe */
-	SWEEP_BUCKETS = 64,	/* buckets swept per lock hold */
-	SWEEP_NODES = 64,	/* or nodes visited per lock hold, whichever first */
+	STRIPE_SLOTS0 = 8,	/* initial slots per stripe (a power of two) */
+	SWEEP_SLOTS = 512,	/* slots examined per lock hold */
+	SWEEP_REMOVALS = 64,	/* or items removed per lock hold, whichever first */
 };
 
 typedef struct node {
-	struct node *next;
-	uint64_t hash;
-	long long expire_ms;     /* 0: never */
+	struct node *next;	/* only on a detached list of evicted nodes */
 	void *value;
 	size_t keylen;
 	char key[];
 } node;
 
+typedef struct slot {
+	uint64_t hash;		/* 0: empty */
+	long long expire_ms;	/* 0: never */
+	node *n;
+} slot;
+
 typedef struct stripe {
 	atomic_int lock;
-	size_t mask;             /* buckets - 1 */
-	node **buckets;
-	atomic_size_t count;     /* written under lock, read anywhere (relaxed) */
+	size_t mask;		/* slots - 1 */
+	slot *slots;
+	atomic_size_t count;	/* written under lock, read anywhere (relaxed) */
 } stripe;
 
 /* One stripe per cache line, so two threads on two stripes do not share one. */
-typedef union stripe_slot {
+typedef union stripe_line {
 	stripe s;
 	char pad[64];
-} stripe_slot;
+} stripe_line;
 
 /* The inner object: everything the janitor touches. */
 typedef struct cache_inner {
-	stripe_slot *stripes;
+	stripe_line *stripes;
 	long long default_ttl_ms;
-	long long slack_ms;      /* coarse clock resolution, added to expiries */
+	long long slack_ms;	/* coarse clock resolution, added to expiries */
 	void (*value_free)(void *);
 	void *(*value_dup)(const void *);
 	void (*on_evicted)(const char *, void *, void *);
 	void *arg;
-	atomic_bool stopping;    /* the janitor's sweep gives up early */
+	atomic_bool stopping;	/* the janitor's sweep gives up early */
 } cache_inner;
 
 /* The wrapper: what the caller holds. */
 struct cache {
 	cache_inner *in;
-	scoped_worker *janitor;  /* NULL: none, or stopped and freed */
+	scoped_worker *janitor;	/* NULL: none */
 };
 
-/* ---- helpers ---------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------------------------ */
 
 static long long now_ms(void)
 {
@@ -168,25 +176,59 @@ static inline stripe *stripe_of(const cache_inner *in, uint64_t h)
 	return &in->stripes[h >> (64 - STRIPE_BITS)].s;
 }
 
-/* The link that points at key's node, or at the NULL ending its chain. */
-static inline node **find_link(stripe *s, uint64_t h, const char *key, size_t len)
+/* The key's hash; never 0, which marks an empty slot. */
+static inline uint64_t key_hash(const char *key, size_t len)
 {
-	node **link = &s->buckets[h & s->mask];
-	for (node *n = *link; n; link = &n->next, n = *link)
-		if (n->hash == h && n->keylen == len && memcmp(n->key, key, len) == 0)
-			return link;
-	return link;
+	uint64_t h = hash_key(key, len);
+	return h ? h : 1;
 }
 
-static inline bool expired(const node *n, long long now)
+/* The slot holding key, or NULL. */
+static inline slot *find(stripe *s, uint64_t h, const char *key, size_t len)
 {
-	return n->expire_ms != 0 && now > n->expire_ms;
+	for (size_t i = h & s->mask;; i = (i + 1) & s->mask) {
+		slot *sl = &s->slots[i];
+		if (sl->hash == 0)
+			return NULL;
+		if (sl->hash == h && sl->n->keylen == len && memcmp(sl->n->key, key, len) == 0)
+			return sl;
+	}
+}
+
+/* Places an entry known to be absent; the stripe has a free slot. */
+static inline void place(slot *slots, size_t mask, slot e)
+{
+	size_t i = e.hash & mask;
+	while (slots[i].hash != 0)
+		i = (i + 1) & mask;
+	slots[i] = e;
+}
+
+/* Empties slot i and shifts back the entries of its cluster that probed past it. */
+static void remove_at(stripe *s, size_t i)
+{
+	size_t mask = s->mask;
+	for (size_t j = (i + 1) & mask; s->slots[j].hash != 0; j = (j + 1) & mask) {
+		size_t home = s->slots[j].hash & mask;
+		/* the entry at j may move to i unless its home lies cyclically in (i, j] */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			s->slots[i] = s->slots[j];
+			i = j;
+		}
+	}
+	s->slots[i] = (slot){ 0 };
+}
+
+static inline bool expired(const slot *sl, long long now)
+{
+	return sl->expire_ms != 0 && now > sl->expire_ms;
 }
 
 /* The same, reading the clock only for an item that can expire. */
-static inline bool expired_now(const node *n)
+static inline bool expired_now(const slot *sl)
 {
-	return n->expire_ms != 0 && now_ms() > n->expire_ms;
+	return sl->expire_ms != 0 && now_ms() > sl->expire_ms;
 }
 
 static long long expiry_for(const cache_inner *in, long long ttl_ms)
@@ -197,30 +239,24 @@ static long long expiry_for(const cache_inner *in, long long ttl_ms)
 		return 0;
 	long long now = now_ms();
 	if (ttl_ms > LLONG_MAX - now - in->slack_ms)
-		return 0;  /* beyond the end of time: never */
+		return 0;	/* beyond the end of time: never */
 	return now + ttl_ms + in->slack_ms;
 }
 
-/* Doubles the stripe's buckets; on allocation failure keeps the old ones. */
+/* Doubles the stripe's slots; on allocation failure keeps the old ones. Reads the slot array
+ * only, no node. */
 static void stripe_grow(stripe *s)
 {
-	size_t nb = (s->mask + 1) * 2;
-	node **b = calloc(nb, sizeof *b);
-	if (!b)
+	size_t n = (s->mask + 1) * 2;
+	slot *ns = calloc(n, sizeof *ns);
+	if (!ns)
 		return;
-	for (size_t i = 0; i <= s->mask; i++) {
-		node *n = s->buckets[i];
-		while (n) {
-			node *next = n->next;
-			node **slot = &b[n->hash & (nb - 1)];
-			n->next = *slot;
-			*slot = n;
-			n = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = b;
-	s->mask = nb - 1;
+	for (size_t i = 0; i <= s->mask; i++)
+		if (s->slots[i].hash != 0)
+			place(ns, n - 1, s->slots[i]);
+	free(s->slots);
+	s->slots = ns;
+	s->mask = n - 1;
 }
 
 static void count_add(stripe *s, long d)
@@ -229,7 +265,7 @@ static void count_add(stripe *s, long d)
 	atomic_store_explicit(&s->count, v + (size_t)d, memory_order_relaxed);
 }
 
-/* Runs on_evicted then value_free for each node of a detached list, frees it. */
+/* Runs on_evicted then value_free for each node of a detached list, and frees it. */
 static size_t evict_list(const cache_inner *in, node *list)
 {
 	size_t k = 0;
@@ -246,51 +282,45 @@ static size_t evict_list(const cache_inner *in, node *list)
 	return k;
 }
 
-/* Removes expired items in slices: lock one stripe, unlink the expired items
- * of up to SWEEP_BUCKETS buckets (SWEEP_NODES nodes), unlock, evict them. */
+/*
+ * Removes expired items in slices: lock one stripe, examine up to SWEEP_SLOTS slots (removing
+ * at most SWEEP_REMOVALS items), unlock, then run the callbacks and free the removed nodes.
+ * Only the slot array is read under the lock. A removal shifts a later entry into the current
+ * slot, so the slot is examined again. Writers between slices may shift entries past the
+ * sweep's position; such an item is left for the next sweep.
+ */
 static size_t sweep(cache_inner *in, bool stoppable)
 {
 	size_t removed = 0;
 	for (size_t si = 0; si < STRIPES; si++) {
 		stripe *s = &in->stripes[si].s;
-		size_t b = 0;
-		for (;;) {
+		size_t i = 0;
+		for (bool done = false; !done;) {
 			if (stoppable && atomic_load_explicit(&in->stopping, memory_order_relaxed))
 				return removed;
 			node *dead = NULL;
 			long long now = now_ms();
-			size_t visited = 0, unlinked = 0;
+			size_t examined = 0, unlinked = 0;
 			stripe_lock(s);
 			if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0)
-				b = s->mask + 1;
-			size_t end = b + SWEEP_BUCKETS;
-			/* Ask for the slice's first nodes all at once: the misses overlap instead of
-			 * following one another, and the lock is held that much shorter. */
-			for (size_t p = b; p <= s->mask && p < end; p++)
-				if (s->buckets[p])
-					__builtin_prefetch(s->buckets[p]);
-			for (; b <= s->mask && b < end && visited < SWEEP_NODES; b++) {
-				node **link = &s->buckets[b];
-				while (*link) {
-					node *n = *link;
-					visited++;
-					if (expired(n, now)) {
-						*link = n->next;
-						n->next = dead;
-						dead = n;
-						unlinked++;
-					} else {
-						link = &n->next;
-					}
+				i = s->mask + 1;
+			while (i <= s->mask && examined < SWEEP_SLOTS && unlinked < SWEEP_REMOVALS) {
+				slot *sl = &s->slots[i];
+				examined++;
+				if (sl->hash != 0 && expired(sl, now)) {
+					sl->n->next = dead;	/* the node is not read: one store */
+					dead = sl->n;
+					remove_at(s, i);
+					unlinked++;
+				} else {
+					i++;
 				}
 			}
 			if (unlinked)
 				count_add(s, -(long)unlinked);
-			bool done = b > s->mask;
+			done = i > s->mask;
 			stripe_unlock(s);
 			removed += evict_list(in, dead);
-			if (done)
-				break;
 		}
 	}
 	return removed;
@@ -308,19 +338,17 @@ static void inner_free(cache_inner *in)
 	if (in->stripes) {
 		for (size_t si = 0; si < STRIPES; si++) {
 			stripe *s = &in->stripes[si].s;
-			if (!s->buckets)
+			if (!s->slots)
 				continue;
-			for (size_t b = 0; b <= s->mask; b++) {
-				node *n = s->buckets[b];
-				while (n) {
-					node *next = n->next;
-					if (in->value_free && n->value)
-						in->value_free(n->value);
-					free(n);
-					n = next;
-				}
+			for (size_t i = 0; i <= s->mask; i++) {
+				node *n = s->slots[i].n;
+				if (s->slots[i].hash == 0)
+					continue;
+				if (in->value_free && n->value)
+					in->value_free(n->value);
+				free(n);
 			}
-			free(s->buckets);
+			free(s->slots);
 		}
 		free(in->stripes);
 	}
@@ -339,17 +367,17 @@ cache *cache_new(const cache_config *cfg)
 	cache *c = calloc(1, sizeof *c);
 	if (!in || !c)
 		goto fail;
-	in->stripes = aligned_alloc(sizeof(stripe_slot), STRIPES * sizeof(stripe_slot));
+	in->stripes = aligned_alloc(sizeof(stripe_line), STRIPES * sizeof(stripe_line));
 	if (!in->stripes)
 		goto fail;
-	memset(in->stripes, 0, STRIPES * sizeof(stripe_slot));
+	memset(in->stripes, 0, STRIPES * sizeof(stripe_line));
 	for (size_t si = 0; si < STRIPES; si++) {
 		stripe *s = &in->stripes[si].s;
 		atomic_init(&s->lock, 0);
 		atomic_init(&s->count, 0);
-		s->mask = STRIPE_BUCKETS0 - 1;
-		s->buckets = calloc(STRIPE_BUCKETS0, sizeof *s->buckets);
-		if (!s->buckets)
+		s->mask = STRIPE_SLOTS0 - 1;
+		s->slots = calloc(STRIPE_SLOTS0, sizeof *s->slots);
+		if (!s->slots)
 			goto fail;
 	}
 	struct timespec res;
@@ -416,25 +444,24 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 	}
 	cache_inner *in = c->in;
 	size_t len = strlen(key);
-	uint64_t h = hash_key(key, len);
+	uint64_t h = key_hash(key, len);
 	stripe *s = stripe_of(in, h);
 	long long expire = expiry_for(in, ttl_ms);
 	node *spare = NULL;
 	for (;;) {
 		stripe_lock(s);
-		node **link = find_link(s, h, key, len);
-		node *n = *link;
-		if (n) {
-			bool live = mode == STORE_SET || !expired_now(n);
+		slot *sl = find(s, h, key, len);
+		if (sl) {
+			bool live = mode == STORE_SET || !expired_now(sl);
 			if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
 				stripe_unlock(s);
 				free(spare);
 				errno = live ? EEXIST : ENOENT;
 				return -1;
 			}
-			void *old = n->value;
-			n->value = value;
-			n->expire_ms = expire;
+			void *old = sl->n->value;
+			sl->n->value = value;
+			sl->expire_ms = expire;
 			stripe_unlock(s);
 			free(spare);
 			if (in->value_free && old && old != value)
@@ -448,14 +475,21 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 			return -1;
 		}
 		if (spare) {
-			spare->value = value;
-			spare->expire_ms = expire;
-			spare->next = NULL;
-			*link = spare;
+			/* Keep a quarter of the slots free, so probes stay short. When growing
+			 * fails, go on in the old slots while one stays free (probes end there). */
 			size_t cnt = atomic_load_explicit(&s->count, memory_order_relaxed) + 1;
-			atomic_store_explicit(&s->count, cnt, memory_order_relaxed);
-			if (cnt > s->mask + 1)
+			if (cnt >= (s->mask + 1) - (s->mask + 1) / 4)
 				stripe_grow(s);
+			if (cnt >= s->mask + 1) {
+				stripe_unlock(s);
+				free(spare);
+				errno = ENOMEM;
+				return -1;
+			}
+			spare->value = value;
+			spare->next = NULL;
+			place(s->slots, s->mask, (slot){ .hash = h, .expire_ms = expire, .n = spare });
+			atomic_store_explicit(&s->count, cnt, memory_order_relaxed);
 			stripe_unlock(s);
 			return 0;
 		}
@@ -465,7 +499,6 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 			errno = ENOMEM;
 			return -1;
 		}
-		spare->hash = h;
 		spare->keylen = len;
 		memcpy(spare->key, key, len + 1);
 	}
@@ -494,16 +527,16 @@ bool cache_get(cache *c, const char *key, void **value)
 	}
 	cache_inner *in = c->in;
 	size_t len = strlen(key);
-	uint64_t h = hash_key(key, len);
+	uint64_t h = key_hash(key, len);
 	stripe *s = stripe_of(in, h);
 	stripe_lock(s);
-	node *n = *find_link(s, h, key, len);
-	if (!n || expired_now(n)) {
+	slot *sl = find(s, h, key, len);
+	if (!sl || expired_now(sl)) {
 		stripe_unlock(s);
 		errno = ENOENT;
 		return false;
 	}
-	void *v = n->value;
+	void *v = sl->n->value;
 	if (value && v && in->value_dup) {
 		v = in->value_dup(v);
 		if (!v) {
@@ -526,17 +559,18 @@ bool cache_delete(cache *c, const char *key)
 	}
 	cache_inner *in = c->in;
 	size_t len = strlen(key);
-	uint64_t h = hash_key(key, len);
+	uint64_t h = key_hash(key, len);
 	stripe *s = stripe_of(in, h);
 	stripe_lock(s);
-	node **link = find_link(s, h, key, len);
-	node *n = *link;
+	slot *sl = find(s, h, key, len);
+	node *n = NULL;
 	bool live = false;
-	if (n) {
-		*link = n->next;
+	if (sl) {
+		n = sl->n;
 		n->next = NULL;
+		live = !expired_now(sl);
+		remove_at(s, (size_t)(sl - s->slots));
 		count_add(s, -1);
-		live = !expired_now(n);
 	}
 	stripe_unlock(s);
 	evict_list(in, n);
