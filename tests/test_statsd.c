@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -816,4 +817,34 @@ Test(statsd, stop_while_sending_loses_nothing_accepted)
 		}
 	} while (recv_packet(lfd, buf, sizeof buf, 0) >= 0);
 	cr_assert_eq(got, args[0].sent + args[1].sent);
+}
+
+/* --- fork ----------------------------------------------------------------------------------- */
+
+/* In a child, the inherited client is stopped: it sends nothing (its lines are the parent's),
+ * refuses new ones with EPIPE, and closing it neither hangs nor sends. The parent's client goes
+ * on, and each of its lines arrives once. */
+Test(statsd, a_forked_child_neither_sends_nor_hangs)
+{
+	listener l = listen_udp(AF_INET);
+	scoped_fd int lfd = l.fd;
+	scoped(statsd) s = open_to(&l, NULL, 3600 * 1000, 0);
+	cr_assert_eq(statsd_count(s, "before_fork", 1, 1.0f), 0);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		alarm(10);
+		int ok = statsd_count(s, "child", 1, 1.0f) == -1 && errno == EPIPE &&
+			 statsd_flush(s) == -1 && errno == EPIPE && statsd_stop(s) == 0;
+		statsd_close(s);
+		_exit(ok ? 0 : 1);
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	expect_nothing(lfd);
+	cr_assert_eq(statsd_count(s, "after_fork", 2, 1.0f), 0);
+	cr_assert_eq(statsd_flush(s), 0);
+	expect_packet(lfd, "before_fork:1|c\nafter_fork:2|c");
+	expect_nothing(lfd);
 }

@@ -157,6 +157,7 @@ typedef struct statsd_core {
 	pthread_cond_t idle;   /* broadcast when inflight drops to 0 and when state becomes STOPPED */
 	struct packet *spare;  /* sent packets, ready for reuse */
 	struct packet *ready, **ready_end; /* full packets waiting to be sent, oldest first */
+	struct packet *sending; /* being sent by some thread, without a lock */
 	unsigned ready_count;
 	unsigned inflight;     /* sends outside the locks */
 	atomic_bool wake_pending; /* a caller woke the flusher for the ready packets */
@@ -169,6 +170,7 @@ typedef struct statsd_core {
 	unsigned long long send_errors;
 	size_t flush_bytes;
 	size_t prefix_len;     /* with its dot; 0 without a prefix */
+	struct statsd_core *live_prev, *live_next; /* every open core, for fork() */
 	char prefix[];	       /* "prefix." */
 } statsd_core;
 
@@ -187,6 +189,79 @@ static struct shard *shard_of_this_thread(statsd_core *c)
 	return &c->shards[my_shard_plus1 - 1];
 }
 
+/* --- fork ------------------------------------------------------------------------------
+ * The live list lets fork() hand the child consistent clients: before fork every open core's
+ * locks are taken (shards first, then mu, the order used everywhere), so no other thread is
+ * half way through a buffer. In the child an inherited client is stopped: its lines are the
+ * parent's, which the parent sends, so the child neither sends them nor accepts new ones
+ * (EPIPE); closing it just frees. The child opens its own client if it wants one.
+ */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static statsd_core *live_head;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void before_fork(void)
+{
+	pthread_mutex_lock(&live_mu);
+	for (statsd_core *c = live_head; c; c = c->live_next) {
+		for (int i = 0; i < SHARDS; i++)
+			pthread_mutex_lock(&c->shards[i].mu);
+		pthread_mutex_lock(&c->mu);
+	}
+}
+
+static void after_fork_parent(void)
+{
+	for (statsd_core *c = live_head; c; c = c->live_next) {
+		pthread_mutex_unlock(&c->mu);
+		for (int i = SHARDS; i-- > 0;)
+			pthread_mutex_unlock(&c->shards[i].mu);
+	}
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void after_fork_child(void)
+{
+	for (statsd_core *c = live_head; c; c = c->live_next) {
+		atomic_store_explicit(&c->state, STOPPED, memory_order_relaxed);
+		c->inflight = 0; /* the threads that were sending are not in this process */
+		pthread_cond_init(&c->idle, NULL); /* a waiter's thread is gone too */
+		pthread_mutex_unlock(&c->mu);
+		for (int i = SHARDS; i-- > 0;)
+			pthread_mutex_unlock(&c->shards[i].mu);
+	}
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+static void live_add(statsd_core *c)
+{
+	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&live_mu);
+	c->live_prev = NULL;
+	c->live_next = live_head;
+	if (live_head)
+		live_head->live_prev = c;
+	live_head = c;
+	pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(statsd_core *c)
+{
+	pthread_mutex_lock(&live_mu);
+	if (c->live_prev)
+		c->live_prev->live_next = c->live_next;
+	else
+		live_head = c->live_next;
+	if (c->live_next)
+		c->live_next->live_prev = c->live_prev;
+	pthread_mutex_unlock(&live_mu);
+}
+
 static void core_free(statsd_core *c)
 {
 	if (!c)
@@ -197,8 +272,9 @@ static void core_free(statsd_core *c)
 		free(c->shards[i].cur);
 		pthread_mutex_destroy(&c->shards[i].mu);
 	}
-	for (int i = 0; i < 2; i++)
-		for (struct packet *p = i ? c->ready : c->spare, *next; p; p = next) {
+	struct packet *lists[] = { c->spare, c->ready, c->sending };
+	for (int i = 0; i < 3; i++)
+		for (struct packet *p = lists[i], *next; p; p = next) {
 			next = p->next;
 			free(p);
 		}
@@ -274,6 +350,11 @@ static void send_done(statsd_core *c, struct packet *p, int err)
 	if (err)
 		note_send_error(c, err);
 	if (p) {
+		for (struct packet **pp = &c->sending; *pp; pp = &(*pp)->next)
+			if (*pp == p) {
+				*pp = p->next;
+				break;
+			}
 		p->len = 0;
 		p->next = c->spare;
 		c->spare = p;
@@ -299,6 +380,8 @@ static int send_ready(statsd_core *c)
 		if (!c->ready)
 			c->ready_end = &c->ready;
 		c->ready_count--;
+		p->next = c->sending;
+		c->sending = p;
 		c->inflight++; /* the socket stays open until this send is done */
 		int fd = c->fd;
 		pthread_mutex_unlock(&c->mu);
@@ -355,6 +438,8 @@ static void flusher_tick(void *ctx)
 static void flusher_final(void *ctx)
 {
 	statsd_core *c = ctx;
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) == STOPPED)
+		return; /* inherited across fork(): the parent sends these lines */
 	int err = core_flush(c) < 0 ? errno : 0;
 	pthread_mutex_lock(&c->mu);
 	c->final_err = err;
@@ -603,6 +688,7 @@ void statsd_close(statsd *s)
 	int saved = errno;
 	statsd_stop(s);
 	scoped_worker_close(s->flusher);
+	live_remove(s->core);
 	core_free(s->core);
 	free(s);
 	errno = saved;
@@ -820,5 +906,6 @@ statsd *statsd_open(const statsd_config *cfg)
 			return NULL;
 	}
 	s->core = scoped_take(c);
+	live_add(s->core);
 	return scoped_take(s);
 }
