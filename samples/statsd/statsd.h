@@ -46,7 +46,8 @@
  *  EAGAIN	temporary name resolution failure (EAI_AGAIN), or no thread could be started.
  *  EIO		name resolution failed for good (EAI_FAIL). Other getaddrinfo failures: EINVAL,
  *		ENOMEM (EAI_MEMORY), or errno itself (EAI_SYSTEM).
- *  EPIPE	the client was stopped (statsd_stop, or it is being closed): nothing is sent.
+ *  EPIPE	the client was stopped (statsd_stop, being closed, or inherited by fork()):
+ *		nothing is sent.
  *  others	statsd_flush, statsd_stop and a line sent alone report send()'s errno (for
  *		example ECONNREFUSED when nothing listens on a local port, EMSGSIZE).
  * A packet flushed in the background, or by another call's full buffer, that fails to send
@@ -58,6 +59,10 @@
  *    on 0.0.0.0 by default, and a client sending to ::1 would be refused.
  *  - The handle is freed by statsd_close (scope exit): use statsd_stop to end it early and
  *    keep the handle valid; later sends fail with EPIPE.
+ *  - fork(): in the child an inherited client is stopped. Its buffered lines are the parent's
+ *    (the parent sends them), so the child sends nothing, new sends fail with EPIPE, and
+ *    statsd_close just frees, without hanging. Open a new client in the child.
+ *  - The host name is resolved once, by statsd_open (as go-statsd-client's simple sender).
  */
 #ifndef SAMPLES_STATSD_H
 #define SAMPLES_STATSD_H
