@@ -316,8 +316,9 @@ static int send_datagram(int fd, const char *data, size_t len)
 
 /* Called with the shard's mu held and sh->cur not empty: queues sh->cur to be sent and gives
  * the shard a fresh packet. Returns how many packets wait. When no fresh packet can be made,
- * sends sh->cur right here instead (counted in send_errors if that fails) and returns 0. */
-static unsigned queue_packet(statsd_core *c, struct shard *sh)
+ * sends sh->cur right here instead and returns 0; a failure of that send is counted in
+ * send_errors and, when err is not NULL, left in *err. */
+static unsigned queue_packet(statsd_core *c, struct shard *sh, int *err)
 {
 	pthread_mutex_lock(&c->mu);
 	struct packet *fresh = c->spare;
@@ -326,8 +327,11 @@ static unsigned queue_packet(statsd_core *c, struct shard *sh)
 	else
 		fresh = packet_new(c->flush_bytes);
 	if (!fresh) {
-		if (send_datagram(c->fd, sh->cur->data, sh->cur->len - 1) < 0)
+		if (send_datagram(c->fd, sh->cur->data, sh->cur->len - 1) < 0) {
 			note_send_error(c, errno);
+			if (err)
+				*err = errno;
+		}
 		pthread_mutex_unlock(&c->mu);
 		sh->cur->len = 0;
 		return 0;
@@ -396,14 +400,17 @@ static int send_ready(statsd_core *c)
  * send's errno. */
 static int core_flush(statsd_core *c)
 {
+	int first = 0;
 	for (int i = 0; i < SHARDS; i++) {
 		struct shard *sh = &c->shards[i];
 		pthread_mutex_lock(&sh->mu);
 		if (sh->cur && sh->cur->len > 0)
-			queue_packet(c, sh);
+			queue_packet(c, sh, &first);
 		pthread_mutex_unlock(&sh->mu);
 	}
 	int err = send_ready(c);
+	if (!err)
+		err = first;
 	if (err) {
 		errno = err;
 		return -1;
@@ -512,7 +519,7 @@ static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 		return -1;
 	}
 	if (sh->cur && sh->cur->len > 0)
-		queue_packet(c, sh);
+		queue_packet(c, sh, NULL);
 	pthread_mutex_lock(&c->mu);
 	int fd = c->fd;
 	c->inflight++; /* the socket stays open until this send is done */
@@ -552,7 +559,7 @@ static int add_line(statsd *s, const struct line *l)
 			return -1;
 		}
 	} else if (cur->len > 0 && cur->len + need >= c->flush_bytes) {
-		waiting = queue_packet(c, sh);
+		waiting = queue_packet(c, sh, NULL);
 		cur = sh->cur;
 	}
 	write_line(cur->data + cur->len, c, l);
