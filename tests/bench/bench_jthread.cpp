@@ -8,7 +8,8 @@
  *   close latency  the thread idle in its one-hour wait; jthread: request_stop + join.
  *   memory         heap bytes per live handle (mallinfo2 deltas over many live handles).
  *
- * Medians of REPEATS runs (each the mean of a batch), or of every sample for latencies.
+ * Medians of REPEATS interleaved runs (each the mean of a batch), or of every sample for
+ * latencies.
  * BENCH_QUICK=1 in the environment: fewer cycles.
  */
 #include <malloc.h>
@@ -90,32 +91,36 @@ scoped_worker *start_hourly()
 
 void *empty_thread(void *arg) { return arg; }
 
-template <class F> double run(F cycle)
+/* Interleaved: each repeat runs every subject once, so load from other processes falls on all
+ * of them alike. Returns each subject's median. */
+template <class... F> std::vector<double> run(F... cycle)
 {
-	auto once = [&] {
+	auto once = [](auto &f) {
 		double t0 = now_ns();
 		for (int i = 0; i < batch; i++)
-			cycle();
+			f();
 		return (now_ns() - t0) / batch;
 	};
-	once(); /* warm up */
-	std::vector<double> v;
-	for (int i = 0; i < REPEATS; i++)
-		v.push_back(once());
-	return median(v);
+	(once(cycle), ...); /* warm up */
+	std::vector<std::vector<double>> v(sizeof...(F));
+	for (int i = 0; i < REPEATS; i++) {
+		size_t k = 0;
+		((v[k++].push_back(once(cycle))), ...);
+	}
+	std::vector<double> out;
+	for (auto &x : v)
+		out.push_back(median(x));
+	return out;
 }
 
-template <class Start, class Close> double latency(Start start, Close close)
+/* One close, timed in microseconds, of a handle idle in its one-hour wait. */
+template <class Start, class Close> double close_us(Start start, Close close)
 {
-	std::vector<double> v;
-	for (int i = 0; i < samples; i++) {
-		auto h = start();
-		settle();
-		double t0 = now_ns();
-		close(h);
-		v.push_back((now_ns() - t0) / 1000);
-	}
-	return median(v);
+	auto h = start();
+	settle();
+	double t0 = now_ns();
+	close(h);
+	return (now_ns() - t0) / 1000;
 }
 
 size_t heap_in_use() { return mallinfo2().uordblks; }
@@ -131,22 +136,27 @@ int main()
 	std::printf("bench_jthread: medians of %d runs x %d cycles; latency: median of %d closes\n",
 		    REPEATS, batch, samples);
 
-	double base = run([] {
-		pthread_t t;
-		if (pthread_create(&t, nullptr, empty_thread, nullptr) != 0)
-			std::abort();
-		pthread_join(t, nullptr);
-	});
-	double jt = run([] { idle_jthread j; });
-	double wk = run([] { scoped_worker_close(start_hourly()); });
+	auto m = run(
+		[] {
+			pthread_t t;
+			if (pthread_create(&t, nullptr, empty_thread, nullptr) != 0)
+				std::abort();
+			pthread_join(t, nullptr);
+		},
+		[] { idle_jthread j; }, [] { scoped_worker_close(start_hourly()); });
+	double base = m[0], jt = m[1], wk = m[2];
 	std::printf("start+close, per cycle:\n");
 	std::printf("  pthread_create+join, empty thread    %7.1f us   1.00x (baseline)\n", base / 1e3);
 	std::printf("  std::jthread + cv_any(stop_token)    %7.1f us   %4.2fx\n", jt / 1e3, jt / base);
 	std::printf("  scoped_worker (period 1 h)           %7.1f us   %4.2fx   %4.2fx of jthread\n",
 		    wk / 1e3, wk / base, wk / jt);
 
-	double ljt = latency([] { return new idle_jthread; }, [](idle_jthread *j) { delete j; });
-	double lwk = latency(start_hourly, scoped_worker_close);
+	std::vector<double> vjt, vwk; /* samples alternate between the two */
+	for (int i = 0; i < samples; i++) {
+		vjt.push_back(close_us([] { return new idle_jthread; }, [](idle_jthread *j) { delete j; }));
+		vwk.push_back(close_us(start_hourly, scoped_worker_close));
+	}
+	double ljt = median(vjt), lwk = median(vwk);
 	std::printf("close latency, thread idle in a one-hour wait (median):\n");
 	std::printf("  std::jthread request_stop + join     %7.1f us\n", ljt);
 	std::printf("  scoped_worker_close                  %7.1f us   %4.2fx of jthread\n", lwk,

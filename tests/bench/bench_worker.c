@@ -10,7 +10,8 @@
  *   memory         heap bytes per live worker (mallinfo2 deltas over many live handles, and
  *                  malloc_usable_size of the handle), against a raw pthread; stacks excluded.
  *
- * Medians of REPEATS runs (each the mean of a batch), or of every sample for latencies.
+ * Medians of REPEATS interleaved runs (each the mean of a batch), or of every sample for
+ * latencies.
  * BENCH_QUICK=1 in the environment: fewer cycles (a smoke run). Takes ~5 s otherwise.
  */
 #include <malloc.h>
@@ -169,42 +170,57 @@ static double cycle_raw(void)
 	return (now_ns() - t0) / batch;
 }
 
-static double run(double (*cycle)(void))
+/* Interleaved: each repeat runs every subject once, so load from other processes falls on all
+ * of them alike. out[k] is subject k's median. */
+static void run(double (*const cycle[])(void), int n, double *out)
 {
-	double v[REPEATS];
-	cycle(); /* warm up */
+	double v[8][REPEATS];
+	for (int k = 0; k < n; k++)
+		cycle[k](); /* warm up */
 	for (int i = 0; i < REPEATS; i++)
-		v[i] = cycle();
-	return median(v, REPEATS);
+		for (int k = 0; k < n; k++)
+			v[k][i] = cycle[k]();
+	for (int k = 0; k < n; k++)
+		out[k] = median(v[k], REPEATS);
 }
 
 /* ---- close latency ------------------------------------------------------------------------ */
 
-/* Prints and returns the median close latency in microseconds. */
-static double latency(const char *what, int raw)
+/* One close, timed in microseconds: raw (1) or worker (0), idle in its one-hour wait. */
+static double close_us(int raw)
 {
-	double *v = malloc(sizeof *v * (size_t)samples);
-	if (!v)
+	struct raw r;
+	scoped_worker *w = NULL;
+	if (raw)
+		raw_start(&r);
+	else if (!(w = start_hourly()))
 		abort();
-	for (int i = 0; i < samples; i++) {
-		struct raw r;
-		scoped_worker *w = NULL;
-		if (raw)
-			raw_start(&r);
-		else if (!(w = start_hourly()))
-			abort();
-		settle();
-		double t0 = now_ns();
-		if (raw)
-			raw_close(&r);
-		else
-			scoped_worker_close(w);
-		v[i] = (now_ns() - t0) / 1000;
+	settle();
+	double t0 = now_ns();
+	if (raw)
+		raw_close(&r);
+	else
+		scoped_worker_close(w);
+	return (now_ns() - t0) / 1000;
+}
+
+/* Samples alternate between the two; prints both, returns worker / raw medians in m. */
+static void latency(double m[2])
+{
+	double *v[2] = { malloc(sizeof(double) * (size_t)samples),
+			 malloc(sizeof(double) * (size_t)samples) };
+	if (!v[0] || !v[1])
+		abort();
+	for (int i = 0; i < samples; i++)
+		for (int raw = 1; raw >= 0; raw--)
+			v[raw][i] = close_us(raw);
+	static const char *what[] = { "scoped_worker_close", "raw: signal + pthread_join" };
+	for (int k = 1; k >= 0; k--) {
+		double p90 = percentile(v[k], samples, 0.9);
+		m[k] = median(v[k], samples);
+		printf("  %-34s median %7.1f us   p90 %7.1f us\n", what[k], m[k], p90);
+		free(v[k]);
 	}
-	double p90 = percentile(v, samples, 0.9), m = median(v, samples);
-	printf("  %-34s median %7.1f us   p90 %7.1f us\n", what, m, p90);
-	free(v);
-	return m;
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */
@@ -253,8 +269,11 @@ int main(void)
 	printf("bench_worker: medians of %d runs x %d cycles; latency: median of %d closes\n",
 	       REPEATS, batch, samples);
 
-	double base = run(cycle_pthread), raw = run(cycle_raw), worker = run(cycle_worker),
-	       thread = run(cycle_thread);
+	static double (*const cycles[])(void) = { cycle_pthread, cycle_raw, cycle_worker,
+						  cycle_thread };
+	double m[4];
+	run(cycles, 4, m);
+	double base = m[0], raw = m[1], worker = m[2], thread = m[3];
 	printf("start+close, per cycle:\n");
 	printf("  pthread_create+join, empty thread    %7.1f us   1.00x (baseline)\n", base / 1e3);
 	printf("  raw thread parked in cond wait       %7.1f us   %4.2fx\n", raw / 1e3, raw / base);
@@ -264,8 +283,9 @@ int main(void)
 	       thread / base);
 
 	printf("close latency (thread idle in a one-hour wait):\n");
-	double lat_raw = latency("raw: signal + pthread_join", 1);
-	double lat = latency("scoped_worker_close", 0);
+	double lm[2];
+	latency(lm);
+	double lat = lm[0], lat_raw = lm[1];
 	printf("  ratio scoped/raw                     %7.2fx   target median < 100 us %s\n",
 	       lat / lat_raw, lat < 100 ? "ok" : "MISSED");
 
