@@ -46,6 +46,8 @@
  *  EAGAIN	temporary name resolution failure (EAI_AGAIN), or no thread could be started.
  *  EIO		name resolution failed for good (EAI_FAIL). Other getaddrinfo failures: EINVAL,
  *		ENOMEM (EAI_MEMORY), or errno itself (EAI_SYSTEM).
+ *  ENOMEM	out of memory (statsd_open; a metric when its thread's first buffer or a line
+ *		too long for the stack cannot be allocated).
  *  EPIPE	the client was stopped (statsd_stop, being closed, or inherited by fork()):
  *		nothing is sent.
  *  others	statsd_flush, statsd_stop and a line sent alone report send()'s errno (for
