@@ -44,10 +44,9 @@ static void after_fork_child(void)
 			t->detached = t->closed;
 			continue;
 		}
-		if (!atomic_load(&t->ended)) {
-			t->no_thread = true;
-			atomic_store(&t->ended, true);
-		}
+		/* Even a thread that has ended is not ours to join: its pthread_t is the parent's. */
+		t->no_thread = true;
+		atomic_store(&t->ended, true);
 		t->refs = !t->closed;
 		if (t->refs == 0) { /* closed from its own thread, which the child lacks */
 			if (t->live_prev)

@@ -12,6 +12,7 @@
 #include <scoped.h>
 #include <scoped/criterion.h>
 
+#include "../src/internal.h" /* scoped__joins: pthread_join calls made */
 #include "helpers.h"
 
 struct counter {
@@ -135,6 +136,31 @@ Test(fork, child_closes_inherited_handles_without_hanging)
 	cr_assert_eq(atomic_load(&hourly.stops), 1);
 	cr_assert_eq(atomic_load(&on_demand.stops), 1);
 	cr_assert_eq(atomic_load(&finished), 1);
+}
+
+static void returns_at_once(scoped_stop *stop, void *arg)
+{
+	(void)stop;
+	(void)arg;
+}
+
+Test(fork, child_closes_a_handle_whose_thread_ended_but_was_not_joined)
+{
+	scoped_thread *t = scoped_thread_start("ended", returns_at_once, NULL);
+	cr_assert_not_null(t);
+	cr_assert(wait_until(scoped_live_count() == 0, 5000));
+	struct child ch = start_child();
+	if (ch.pid == 0) {
+		unsigned before = atomic_load(&scoped__joins);
+		scoped_thread_stop(t); /* the parent's pthread_t: joining it here would be wrong */
+		scoped_thread_close(t);
+		child_done(ch, atomic_load(&scoped__joins) != before);
+	}
+	int code = wait_child(ch, 10000);
+	cr_assert_eq(code, 0, "child: %d", code);
+	unsigned joins = atomic_load(&scoped__joins);
+	scoped_thread_close(t); /* the parent still joins it, once */
+	cr_assert_eq(atomic_load(&scoped__joins), joins + 1);
 }
 
 /* Another thread starts and closes workers while the test forks: the registry and the handles'
