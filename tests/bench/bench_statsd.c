@@ -2,7 +2,9 @@
  * threads, background flusher at its default 300 ms, 1432-byte packets) against the
  * unbuffered way (one send() per metric, as a plain statsd client does), in the same run, to
  * a loopback UDP socket that nobody reads (the kernel drops what overflows, at no cost to the
- * sender). Each figure is the median of REPEATS runs.
+ * sender). Each figure is the median of REPEATS runs. A last figure, with 64 KB packets and no
+ * flusher, shows the cost of the call itself (checking, formatting, locking) apart from the
+ * kernel's cost per packet, which the buffered figures share over ~75 metrics a packet.
  *
  *	build/bench/bench/bench_statsd [calls per run, default 2000000]
  */
@@ -98,9 +100,11 @@ static void *count_loop(void *p)
 
 /* Wall time per call with `threads` threads sharing one client, calls in total; the final
  * flush and close are included. *per_thread gets the mean of each thread's own ns per call. */
-static double buffered_ns(const char *addr, int threads, long calls, double *per_thread)
+static double buffered_ns(const char *addr, int threads, long calls, double *per_thread,
+			  int flush_ms, int flush_bytes)
 {
-	statsd *s = statsd_open(&(statsd_config){ .addr = addr, .prefix = "bench" });
+	statsd *s = statsd_open(&(statsd_config){
+		.addr = addr, .prefix = "bench", .flush_ms = flush_ms, .flush_bytes = flush_bytes });
 	if (!s) {
 		perror("statsd_open");
 		exit(1);
@@ -139,13 +143,15 @@ int main(int argc, char **argv)
 	}
 	long base_calls = calls / 10; /* the baseline is slow: a tenth is plenty */
 	double base[REPEATS], one[REPEATS], two[REPEATS], one_t[REPEATS], two_t[REPEATS];
+	double call[REPEATS], call_t[REPEATS];
 	for (int r = 0; r < REPEATS; r++) {
 		base[r] = unbuffered_ns(&sa, base_calls);
-		one[r] = buffered_ns(addr, 1, calls, &one_t[r]);
-		two[r] = buffered_ns(addr, 2, calls, &two_t[r]);
+		one[r] = buffered_ns(addr, 1, calls, &one_t[r], 0, 0);
+		two[r] = buffered_ns(addr, 2, calls, &two_t[r], 0, 0);
+		call[r] = buffered_ns(addr, 1, calls, &call_t[r], -1, 65507);
 	}
 	double b = median(base, REPEATS), o = median(one, REPEATS), t = median(two, REPEATS);
-	double ot = median(one_t, REPEATS), tt = median(two_t, REPEATS);
+	double ot = median(one_t, REPEATS), tt = median(two_t, REPEATS), c = median(call, REPEATS);
 	printf("statsd_count, median of %d runs, %ld calls per buffered run, 1432-byte packets\n",
 	       REPEATS, calls);
 	printf("  unbuffered, one send() per metric      %8.1f ns/call\n", b);
@@ -153,6 +159,7 @@ int main(int argc, char **argv)
 	printf("  buffered, 2 threads (wall / all calls) %8.1f ns/call   %6.1fx faster\n", t, b / t);
 	printf("  buffered, 2 threads (each thread)      %8.1f ns/call   (1 thread alone: %.1f)\n", tt,
 	       ot);
+	printf("  the call alone (64 KB packets, no flusher) %4.1f ns/call\n", c);
 	close(fd);
 	return 0;
 }
