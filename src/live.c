@@ -117,7 +117,7 @@ size_t scoped_live_report(FILE *out)
 		double age = (double)(now.tv_sec - t->started.tv_sec) +
 			     (double)(now.tv_nsec - t->started.tv_nsec) / 1e9;
 		fprintf(out, "scoped: live %s \"%s\" started at %s:%d, age %.3f s%s\n", t->kind,
-			t->name, t->file ? t->file : "?", t->line, age,
+			t->name[0] ? t->name : "(unnamed)", t->file ? t->file : "?", t->line, age,
 			atomic_load(&t->stop.requested) ? " (stopping)" : "");
 	}
 	pthread_mutex_unlock(&live_mu);
