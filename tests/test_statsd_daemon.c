@@ -281,6 +281,10 @@ Test(statsd_daemon, real_statsd_counts_what_a_scoped_client_sent, .timeout = 60)
 	/* each kept line counts 1 / 0.5 = 2; Binomial(400, 0.5) stays in 200 +- 80 (8 sd) */
 	cr_assert(sampled >= 240 && sampled <= 560 && (long)sampled % 2 == 0,
 		  "sampled total %g (kept %g of 400 at rate 0.5)", sampled, sampled / 2);
+	/* every line arrived whole: the daemon's line count is exactly what was sent */
+	double lines = inspect_number(buf, "it.probe") + 500 + 2 + 4 + 3 + 3 + sampled / 2;
+	cr_assert_eq(inspect_number(buf, "statsd.metrics_received"), lines, "%s", buf);
+	cr_assert_geq(inspect_number(buf, "statsd.packets_received"), 6, "8 KB came in packets");
 
 	cr_assert_eq(mgmt(&d, "gauges", buf, sizeof buf), 0);
 	cr_assert_eq(inspect_number(buf, "it.queue"), 42, "%s", buf);
