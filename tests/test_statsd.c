@@ -330,6 +330,17 @@ Test(statsd, a_line_too_long_for_a_packet_goes_out_alone)
 	static char want_huge[5100];
 	snprintf(want_huge, sizeof want_huge, "big:%s|s", huge);
 	expect_packet(lfd, want_huge);
+
+	/* longer than any UDP datagram: refused by the kernel, and the caller is told */
+	static char giant[70000];
+	memset(giant, 'g', sizeof giant - 1);
+	errno = 0;
+	cr_assert_eq(statsd_set(s, "giant", giant, 1.0f), -1);
+	cr_assert_eq(errno, EMSGSIZE);
+	int last = 0;
+	cr_assert_eq(statsd_send_errors(s, &last), 1);
+	cr_assert_eq(last, EMSGSIZE);
+	expect_nothing(lfd);
 }
 
 /* --- the flusher --------------------------------------------------------------------------- */
