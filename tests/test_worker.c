@@ -113,9 +113,10 @@ Test(worker, ticks_about_every_period)
 	cr_assert_not_null(w);
 	cr_assert(wait_until(now_ms() - t0 >= 300, 1000));
 	scoped_worker_close(w);
+	long long window = now_ms() - t0; /* 300 ms, or more on a busy machine */
 	int n = atomic_load(&c.ticks);
-	cr_assert_geq(n, getenv("VALGRIND") ? 3 : 10, "%d ticks in 300 ms", n);
-	cr_assert_leq(n, 31, "%d ticks in 300 ms: faster than the period", n);
+	cr_assert_geq(n, getenv("VALGRIND") ? 3 : 10, "%d ticks in %lld ms", n, window);
+	cr_assert_leq(n, window / 10 + 1, "%d ticks in %lld ms: faster than the period", n, window);
 	cr_assert_geq(atomic_load(&c.first_tick_ms) - t0, 9, "the first tick is one period in");
 }
 
