@@ -13,7 +13,9 @@
  * Keeping hash and expiry in the slot array means a lookup skips other keys' nodes, an expired
  * item is recognized without touching its node, and a sweep or a resize reads one contiguous
  * array: the janitor's lock holds are a few hundred nanoseconds. Deletion shifts the following
- * entries of the cluster back (no tombstones). Expiry is an absolute CLOCK_MONOTONIC_COARSE time
+ * entries of the cluster back (no tombstones). When growing a stripe fails for lack of memory,
+ * items that find no slot go on the stripe's overflow list (a plain linked list, empty in
+ * normal operation) and move into slots at the next successful growth. Expiry is an absolute CLOCK_MONOTONIC_COARSE time
  * in ms (0: never). Callbacks other than value_dup run with no lock held.
  */
 #include "cache/cache.h"
@@ -35,8 +37,9 @@ enum {
 };
 
 typedef struct node {
-	struct node *next;	/* only on a detached list of evicted nodes */
+	struct node *next;	/* on the overflow list, or a detached list of evicted nodes */
 	void *value;
+	long long expire_ms;	/* on the overflow list only: there the node has no slot */
 	size_t keylen;
 	char key[];
 } node;
@@ -51,7 +54,9 @@ typedef struct stripe {
 	atomic_int lock;
 	size_t mask;		/* slots - 1 */
 	slot *slots;
-	atomic_size_t count;	/* written under lock, read anywhere (relaxed) */
+	atomic_size_t count;	/* items, in slots or overflow; written under lock, read anywhere */
+	node *overflow;		/* items that found no slot because growing failed (no memory) */
+	size_t spilled;		/* items on the overflow list */
 } stripe;
 
 /* One stripe per cache line, so two threads on two stripes do not share one. */
@@ -220,15 +225,55 @@ static void remove_at(stripe *s, size_t i)
 	s->slots[i] = (slot){ 0 };
 }
 
-static inline bool expired(const slot *sl, long long now)
+/* Where an item lives: a slot, or the overflow list. */
+typedef struct ref {
+	node *n;
+	long long *expire_ms;	/* in the slot, or in the node on the overflow list */
+	slot *sl;		/* NULL: on the overflow list, */
+	node **link;		/* at this link */
+} ref;
+
+static inline bool lookup(stripe *s, uint64_t h, const char *key, size_t len, ref *r)
 {
-	return sl->expire_ms != 0 && now > sl->expire_ms;
+	slot *sl = find(s, h, key, len);
+	if (sl) {
+		*r = (ref){ .n = sl->n, .expire_ms = &sl->expire_ms, .sl = sl };
+		return true;
+	}
+	if (__builtin_expect(s->overflow != NULL, 0))
+		for (node **link = &s->overflow; *link; link = &(*link)->next) {
+			node *n = *link;
+			if (n->keylen == len && memcmp(n->key, key, len) == 0) {
+				*r = (ref){ .n = n, .expire_ms = &n->expire_ms, .link = link };
+				return true;
+			}
+		}
+	return false;
+}
+
+/* Takes the item out of the stripe; its node is the caller's. */
+static void unlink_ref(stripe *s, const ref *r)
+{
+	if (r->sl) {
+		remove_at(s, (size_t)(r->sl - s->slots));
+	} else {
+		*r->link = r->n->next;
+		s->spilled--;
+	}
+	r->n->next = NULL;
+	size_t v = atomic_load_explicit(&s->count, memory_order_relaxed);
+	atomic_store_explicit(&s->count, v - 1, memory_order_relaxed);
+}
+
+static inline bool expired(long long expire_ms, long long now)
+{
+	return expire_ms != 0 && now > expire_ms;
 }
 
 /* The same, reading the clock only for an item that can expire. */
-static inline bool expired_now(const slot *sl)
+static inline bool expired_now(long long expire_ms)
 {
-	return sl->expire_ms != 0 && now_ms() > sl->expire_ms;
+	return expire_ms != 0 && now_ms() > expire_ms;
 }
 
 static long long expiry_for(const cache_inner *in, long long ttl_ms)
@@ -243,8 +288,8 @@ static long long expiry_for(const cache_inner *in, long long ttl_ms)
 	return now + ttl_ms + in->slack_ms;
 }
 
-/* Doubles the stripe's slots; on allocation failure keeps the old ones. Reads the slot array
- * only, no node. */
+/* Doubles the stripe's slots and moves overflow items into them while a quarter stays free;
+ * on allocation failure keeps everything as it is. Reads the slot array, not the nodes. */
 static void stripe_grow(stripe *s)
 {
 	size_t n = (s->mask + 1) * 2;
@@ -257,6 +302,16 @@ static void stripe_grow(stripe *s)
 	free(s->slots);
 	s->slots = ns;
 	s->mask = n - 1;
+	size_t used = atomic_load_explicit(&s->count, memory_order_relaxed) - s->spilled;
+	while (s->overflow && used + 1 < n - n / 4) {
+		node *o = s->overflow;
+		s->overflow = o->next;
+		o->next = NULL;
+		place(ns, n - 1, (slot){ .hash = key_hash(o->key, o->keylen),
+					 .expire_ms = o->expire_ms, .n = o });
+		s->spilled--;
+		used++;
+	}
 }
 
 static void count_add(stripe *s, long d)
@@ -307,7 +362,7 @@ static size_t sweep(cache_inner *in, bool stoppable)
 			while (i <= s->mask && examined < SWEEP_SLOTS && unlinked < SWEEP_REMOVALS) {
 				slot *sl = &s->slots[i];
 				examined++;
-				if (sl->hash != 0 && expired(sl, now)) {
+				if (sl->hash != 0 && expired(sl->expire_ms, now)) {
 					sl->n->next = dead;	/* the node is not read: one store */
 					dead = sl->n;
 					remove_at(s, i);
@@ -316,9 +371,22 @@ static size_t sweep(cache_inner *in, bool stoppable)
 					i++;
 				}
 			}
+			done = i > s->mask;
+			if (done && s->overflow)	/* only after a failed growth: rare and short */
+				for (node **link = &s->overflow; *link;) {
+					node *n = *link;
+					if (expired(n->expire_ms, now)) {
+						*link = n->next;
+						n->next = dead;
+						dead = n;
+						s->spilled--;
+						unlinked++;
+					} else {
+						link = &n->next;
+					}
+				}
 			if (unlinked)
 				count_add(s, -(long)unlinked);
-			done = i > s->mask;
 			stripe_unlock(s);
 			removed += evict_list(in, dead);
 		}
@@ -349,6 +417,13 @@ static void inner_free(cache_inner *in)
 				free(n);
 			}
 			free(s->slots);
+			while (s->overflow) {
+				node *n = s->overflow;
+				s->overflow = n->next;
+				if (in->value_free && n->value)
+					in->value_free(n->value);
+				free(n);
+			}
 		}
 		free(in->stripes);
 	}
@@ -450,18 +525,18 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 	node *spare = NULL;
 	for (;;) {
 		stripe_lock(s);
-		slot *sl = find(s, h, key, len);
-		if (sl) {
-			bool live = mode == STORE_SET || !expired_now(sl);
+		ref r;
+		if (lookup(s, h, key, len, &r)) {
+			bool live = mode == STORE_SET || !expired_now(*r.expire_ms);
 			if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
 				stripe_unlock(s);
 				free(spare);
 				errno = live ? EEXIST : ENOENT;
 				return -1;
 			}
-			void *old = sl->n->value;
-			sl->n->value = value;
-			sl->expire_ms = expire;
+			void *old = r.n->value;
+			r.n->value = value;
+			*r.expire_ms = expire;
 			stripe_unlock(s);
 			free(spare);
 			if (in->value_free && old && old != value)
@@ -476,19 +551,22 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 		}
 		if (spare) {
 			/* Keep a quarter of the slots free, so probes stay short. When growing
-			 * fails, go on in the old slots while one stays free (probes end there). */
+			 * fails, use the old slots while one stays free (probes end there), then
+			 * the overflow list. */
 			size_t cnt = atomic_load_explicit(&s->count, memory_order_relaxed) + 1;
-			if (cnt >= (s->mask + 1) - (s->mask + 1) / 4)
+			if (cnt - s->spilled >= (s->mask + 1) - (s->mask + 1) / 4 || s->spilled)
 				stripe_grow(s);
-			if (cnt >= s->mask + 1) {
-				stripe_unlock(s);
-				free(spare);
-				errno = ENOMEM;
-				return -1;
-			}
 			spare->value = value;
 			spare->next = NULL;
-			place(s->slots, s->mask, (slot){ .hash = h, .expire_ms = expire, .n = spare });
+			if (cnt - s->spilled < s->mask + 1) {
+				place(s->slots, s->mask,
+				      (slot){ .hash = h, .expire_ms = expire, .n = spare });
+			} else {
+				spare->expire_ms = expire;
+				spare->next = s->overflow;
+				s->overflow = spare;
+				s->spilled++;
+			}
 			atomic_store_explicit(&s->count, cnt, memory_order_relaxed);
 			stripe_unlock(s);
 			return 0;
@@ -530,13 +608,13 @@ bool cache_get(cache *c, const char *key, void **value)
 	uint64_t h = key_hash(key, len);
 	stripe *s = stripe_of(in, h);
 	stripe_lock(s);
-	slot *sl = find(s, h, key, len);
-	if (!sl || expired_now(sl)) {
+	ref r;
+	if (!lookup(s, h, key, len, &r) || expired_now(*r.expire_ms)) {
 		stripe_unlock(s);
 		errno = ENOENT;
 		return false;
 	}
-	void *v = sl->n->value;
+	void *v = r.n->value;
 	if (value && v && in->value_dup) {
 		v = in->value_dup(v);
 		if (!v) {
@@ -562,15 +640,13 @@ bool cache_delete(cache *c, const char *key)
 	uint64_t h = key_hash(key, len);
 	stripe *s = stripe_of(in, h);
 	stripe_lock(s);
-	slot *sl = find(s, h, key, len);
+	ref r;
 	node *n = NULL;
 	bool live = false;
-	if (sl) {
-		n = sl->n;
-		n->next = NULL;
-		live = !expired_now(sl);
-		remove_at(s, (size_t)(sl - s->slots));
-		count_add(s, -1);
+	if (lookup(s, h, key, len, &r)) {
+		n = r.n;
+		live = !expired_now(*r.expire_ms);
+		unlink_ref(s, &r);
 	}
 	stripe_unlock(s);
 	evict_list(in, n);
