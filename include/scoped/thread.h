@@ -42,7 +42,7 @@
  *    their own handle: stop and close then return at once (no self-join); the thread finishes
  *    its function and is reclaimed by itself. After close from inside, do not touch the handle.
  *  - Two threads that each stop the other from their callbacks wait for each other forever, as
- *    two pthread_join()s would. Stop other handles from outside, or request and return.
+ *    two pthread_join()s would: stop other handles from outside their callbacks.
  *  - fn may return or call pthread_exit(); do not pthread_cancel() a scoped thread.
  *  - The new thread inherits the starting thread's signal mask: block signals before starting if
  *    the thread must not receive them.
