@@ -31,8 +31,8 @@
 
 namespace {
 
-constexpr int REPEATS = 15, LIVE = 200;
-int batch = 200, samples = 300;
+constexpr int REPEATS = 21, LIVE = 200;
+int batch = 200, samples = 1000;
 
 double now_ns()
 {

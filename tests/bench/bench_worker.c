@@ -23,10 +23,10 @@
 
 #include <scoped.h>
 
-enum { REPEATS = 15, LIVE = 200 };
+enum { REPEATS = 21, LIVE = 200 };
 
 static int batch = 200;		/* cycles per timed run */
-static int samples = 300;	/* close-latency samples */
+static int samples = 1000;	/* close-latency samples */
 
 static double now_ns(void)
 {
