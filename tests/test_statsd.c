@@ -360,8 +360,8 @@ Test(statsd, flushes_every_flush_ms)
 	expect_packet(lfd, "tock:2|g"); /* and again */
 }
 
-/* A full packet does not wait for the period: the flusher is woken to send it, as Go's sender
- * goroutine is; the partly filled one waits for the period (an hour here) or scope exit. */
+/* A full packet does not wait for the period: it goes out as soon as the next line would not
+ * fit; the partly filled one waits for the period (an hour here) or scope exit. */
 Test(statsd, full_packets_go_out_at_once_partial_ones_wait)
 {
 	listener l = listen_udp(AF_INET);
@@ -402,8 +402,8 @@ static void *busy_sender(void *p)
 	return NULL;
 }
 
-/* Another thread filling packets nonstop keeps waking the flusher: this thread's partly filled
- * buffer still goes out within about a period. */
+/* Another thread filling and sending packets nonstop: this thread's partly filled buffer still
+ * goes out within about a period. */
 Test(statsd, a_busy_sender_does_not_starve_a_quiet_one)
 {
 	listener l = listen_udp(AF_INET);

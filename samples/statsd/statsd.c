@@ -7,9 +7,10 @@
  *
  * A metric is checked and its number formatted without a lock, then written straight into the
  * packet its thread is filling, under that packet's shard mutex. A full packet joins the ready
- * queue and the flusher is woken to send it (Go's BufferedSender hands it to a goroutine the
- * same way); without a flusher, or when it falls behind, the caller sends. Sends happen with no
- * lock held; `inflight` counts them, so that stop closes the socket only after the last one.
+ * queue and the thread that filled it sends it at once, with no lock held. (Go hands it to a
+ * goroutine instead; measured here, on two busy cores, the wake-ups cost more than the send.)
+ * The flusher sends what the period found. `inflight` counts sends in progress, so that stop
+ * closes the socket only after the last one.
  */
 #define _GNU_SOURCE
 #include "statsd.h"
@@ -160,9 +161,6 @@ typedef struct statsd_core {
 	struct packet *sending; /* being sent by some thread, without a lock */
 	unsigned ready_count;
 	unsigned inflight;     /* sends outside the locks */
-	atomic_bool wake_pending; /* a caller woke the flusher for the ready packets */
-	long long last_flush_ms;  /* the flusher's last full flush (its own thread only) */
-	unsigned flush_ms;
 	atomic_int state;      /* written under mu; read under a shard's mu, or as a hint */
 	int fd;
 	int final_err;	       /* errno of the final flush, 0 when it went fine */
@@ -418,28 +416,10 @@ static int core_flush(statsd_core *c)
 	return 0;
 }
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The flusher: runs on the worker thread and touches only the core. A tick the period brought
- * flushes everything, as Go's ticker does; a tick a caller asked for (full packets are
- * waiting) sends those only, unless a period has passed since the last full flush (a stream of
- * wakes must not starve the partly filled buffers). */
+/* The flusher: runs on the worker thread and touches only the core. */
 static void flusher_tick(void *ctx)
 {
-	statsd_core *c = ctx;
-	bool woken = atomic_exchange(&c->wake_pending, false);
-	long long now = mono_ms();
-	if (!woken || now - c->last_flush_ms >= (long long)c->flush_ms) {
-		c->last_flush_ms = now;
-		core_flush(c);
-	} else {
-		send_ready(c);
-	}
+	core_flush(ctx);
 }
 
 static void flusher_final(void *ctx)
@@ -453,19 +433,13 @@ static void flusher_final(void *ctx)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* After a caller queued a packet: the flusher sends it, as Go's sender goroutine does. Without
- * a flusher, or when the flusher falls behind by more than READY_MAX packets, the caller sends
- * (which also bounds the memory held). */
-enum { READY_MAX = 32 };
-
-static void after_queue(statsd *s, unsigned waiting)
+/* After a caller queued a full packet: it sends it now (and any other waiting), as Go's
+ * sender does before adding the line that would overflow. Failures are counted in
+ * send_errors: the caller's own line is buffered, so its call succeeds. */
+static void after_queue(statsd_core *c, unsigned waiting)
 {
-	if (waiting == 0)
-		return;
-	if (!s->flusher || waiting > READY_MAX)
-		send_ready(s->core); /* failures are counted in send_errors */
-	else if (!atomic_exchange(&s->core->wake_pending, true))
-		scoped_worker_wake(s->flusher);
+	if (waiting > 0)
+		send_ready(c);
 }
 
 /* --- metrics ---------------------------------------------------------------------------- */
@@ -537,9 +511,8 @@ static int send_alone(statsd_core *c, struct shard *sh, const struct line *l)
 
 /* Adds one line to this thread's shard, following Go's BufferedSender.Send: when the line
  * (with its '\n') would take the packet to flush_bytes or more, the packet goes first. */
-static int add_line(statsd *s, const struct line *l)
+static int add_line(statsd_core *c, const struct line *l)
 {
-	statsd_core *c = s->core;
 	struct shard *sh = shard_of_this_thread(c);
 	size_t need = l->len + 1;
 	if (need >= c->flush_bytes)
@@ -566,7 +539,7 @@ static int add_line(statsd *s, const struct line *l)
 	cur->data[cur->len + l->len] = '\n';
 	cur->len += need;
 	pthread_mutex_unlock(&sh->mu);
-	after_queue(s, waiting);
+	after_queue(c, waiting);
 	return 0;
 }
 
@@ -606,7 +579,7 @@ static int emit(statsd *s, const char *name, long long ival, const char *sval, c
 		l.rate = "";
 	}
 	l.len = c->prefix_len + l.name_len + 1 + l.value_len + l.type_len + l.rate_len;
-	return add_line(s, &l);
+	return add_line(c, &l);
 }
 
 int statsd_count(statsd *s, const char *name, long long value, float rate)
@@ -834,7 +807,6 @@ static statsd_core *core_new(size_t plen)
 	c->fd = -1;
 	c->ready_end = &c->ready;
 	atomic_init(&c->state, RUNNING);
-	atomic_init(&c->wake_pending, false);
 	pthread_mutexattr_t ma;
 	int rc = pthread_mutexattr_init(&ma);
 	if (rc != 0)
@@ -896,8 +868,6 @@ statsd *statsd_open(const statsd_config *cfg)
 		c->prefix_len = plen + 1;
 	}
 	c->fd = scoped_take_fd(fd); /* from here core_free closes it */
-	c->flush_ms = flush_ms > 0 ? (unsigned)flush_ms : 0;
-	c->last_flush_ms = mono_ms();
 
 	scoped_free statsd *s = malloc(sizeof *s);
 	if (!s)

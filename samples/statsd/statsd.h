@@ -33,8 +33,8 @@
  *
  * THREADS. Every call may be made from many threads at once. Each thread fills its own
  * buffer (one of 8, each behind its own mutex), so senders do not contend, and a packet never
- * holds part of a line. Full packets are sent by the flusher thread, as Go's sender goroutine
- * does; without one (flush_ms < 0), or when it falls 32 packets behind, by the caller.
+ * holds part of a line. A full packet is sent at once by the thread that filled it, without
+ * any lock held; the flusher thread sends what is left each period.
  *
  * ERRORS. Functions return 0, or -1 and set errno; statsd_open returns NULL and sets errno,
  * having closed every socket and freed everything it made.
