@@ -320,27 +320,21 @@ static void count_add(stripe *s, long d)
 	atomic_store_explicit(&s->count, v + (size_t)d, memory_order_relaxed);
 }
 
-/* Runs on_evicted then value_free for each node of a detached list, and frees it. */
-static size_t evict_list(const cache_inner *in, node *list)
+/* Runs on_evicted then value_free for a removed node, and frees it. */
+static void evict(const cache_inner *in, node *n)
 {
-	size_t k = 0;
-	while (list) {
-		node *next = list->next;
-		if (in->on_evicted)
-			in->on_evicted(list->key, list->value, in->arg);
-		if (in->value_free && list->value)
-			in->value_free(list->value);
-		free(list);
-		list = next;
-		k++;
-	}
-	return k;
+	if (in->on_evicted)
+		in->on_evicted(n->key, n->value, in->arg);
+	if (in->value_free && n->value)
+		in->value_free(n->value);
+	free(n);
 }
 
 /*
  * Removes expired items in slices: lock one stripe, examine up to SWEEP_SLOTS slots (removing
  * at most SWEEP_REMOVALS items), unlock, then run the callbacks and free the removed nodes.
- * Only the slot array is read under the lock. A removal shifts a later entry into the current
+ * Only the slot array is touched under the lock (the removed nodes are noted in an array on
+ * the stack, so their cache lines are not fetched). A removal shifts a later entry into the current
  * slot, so the slot is examined again. Writers between slices may shift entries past the
  * sweep's position; such an item is left for the next sweep.
  */
@@ -353,9 +347,9 @@ static size_t sweep(cache_inner *in, bool stoppable)
 		for (bool done = false; !done;) {
 			if (stoppable && atomic_load_explicit(&in->stopping, memory_order_relaxed))
 				return removed;
-			node *dead = NULL;
+			node *dead[SWEEP_REMOVALS], *dead_overflow = NULL;
 			long long now = now_ms();
-			size_t examined = 0, unlinked = 0;
+			size_t examined = 0, unlinked = 0, spilled_dead = 0;
 			stripe_lock(s);
 			if (atomic_load_explicit(&s->count, memory_order_relaxed) == 0)
 				i = s->mask + 1;
@@ -363,10 +357,8 @@ static size_t sweep(cache_inner *in, bool stoppable)
 				slot *sl = &s->slots[i];
 				examined++;
 				if (sl->hash != 0 && expired(sl->expire_ms, now)) {
-					sl->n->next = dead;	/* the node is not read: one store */
-					dead = sl->n;
+					dead[unlinked++] = sl->n;
 					remove_at(s, i);
-					unlinked++;
 				} else {
 					i++;
 				}
@@ -377,18 +369,25 @@ static size_t sweep(cache_inner *in, bool stoppable)
 					node *n = *link;
 					if (expired(n->expire_ms, now)) {
 						*link = n->next;
-						n->next = dead;
-						dead = n;
+						n->next = dead_overflow;
+						dead_overflow = n;
 						s->spilled--;
-						unlinked++;
+						spilled_dead++;
 					} else {
 						link = &n->next;
 					}
 				}
-			if (unlinked)
-				count_add(s, -(long)unlinked);
+			if (unlinked + spilled_dead)
+				count_add(s, -(long)(unlinked + spilled_dead));
 			stripe_unlock(s);
-			removed += evict_list(in, dead);
+			for (size_t k = 0; k < unlinked; k++)
+				evict(in, dead[k]);
+			while (dead_overflow) {
+				node *n = dead_overflow;
+				dead_overflow = n->next;
+				evict(in, n);
+			}
+			removed += unlinked + spilled_dead;
 		}
 	}
 	return removed;
@@ -649,7 +648,8 @@ bool cache_delete(cache *c, const char *key)
 		unlink_ref(s, &r);
 	}
 	stripe_unlock(s);
-	evict_list(in, n);
+	if (n)
+		evict(in, n);
 	if (!live)
 		errno = ENOENT;
 	return live;
