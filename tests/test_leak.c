@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <scoped.h>
+#define SCOPED_CR_GRACE_MS 200 /* the leaky child tests below wait this long */
 #include <scoped/criterion.h>
 
 #include "helpers.h"
@@ -130,7 +131,26 @@ Test(leakcheck_child, leaks_a_worker)
 	/* No close: the library's exit hook must report it. */
 }
 
-static int run_child(const char *leakcheck, char *out, size_t size)
+/* The Criterion helpers on tests that leak: run by the tests below, each must fail. */
+Test(leakcheck_child, fini_fails_a_leaky_test, .fini = scoped_cr_no_leaks)
+{
+	if (!getenv("SCOPED_TEST_LEAK_CHILD"))
+		return;
+	scoped_worker *w = scoped_worker_start(&(scoped_worker_config){
+		.name = "leaked-in-test", .period_ms = 3600000, .tick = nothing });
+	cr_assert_not_null(w);
+}
+
+scoped_cr_test(leakcheck_child, scoped_cr_test_fails_a_leaky_test)
+{
+	if (!getenv("SCOPED_TEST_LEAK_CHILD"))
+		return;
+	scoped_worker *w = scoped_worker_start(&(scoped_worker_config){
+		.name = "leaked-in-body", .period_ms = 3600000, .tick = nothing });
+	cr_assert_not_null(w);
+}
+
+static int run_child_test(const char *test, const char *leakcheck, char *out, size_t size)
 {
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -141,8 +161,8 @@ static int run_child(const char *leakcheck, char *out, size_t size)
 		 /* BXFI_MAP would make the child a Criterion worker of ours */
 		 "env -u BXFI_MAP SCOPED_TEST_LEAK_CHILD=1 SCOPED_LEAKCHECK=%s "
 		 "ASAN_OPTIONS=detect_leaks=0 "
-		 "'%s' --filter 'leakcheck_child/*' --jobs 1 2>&1",
-		 leakcheck, exe);
+		 "'%s' --filter 'leakcheck_child/%s' --jobs 1 2>&1",
+		 leakcheck, exe, test);
 	FILE *p = popen(cmd, "r");
 	cr_assert_not_null(p);
 	size_t got = fread(out, 1, size - 1, p);
@@ -153,12 +173,40 @@ static int run_child(const char *leakcheck, char *out, size_t size)
 Test(leak, leakcheck_env_reports_live_handles_at_exit)
 {
 	static char out[1 << 16];
-	run_child("1", out, sizeof out);
+	run_child_test("leaks_a_worker", "1", out, sizeof out);
 	cr_assert_not_null(strstr(out, "scoped: 1 live handle at exit"), "%s", out);
 	cr_assert_not_null(strstr(out, "worker \"leaked-at-exit\" started at " __FILE__), "%s",
 			   out);
-	run_child("0", out, sizeof out);
+	run_child_test("leaks_a_worker", "0", out, sizeof out);
 	cr_assert_null(strstr(out, "live handle"), "reported without SCOPED_LEAKCHECK:\n%s", out);
+}
+
+Test(leak, criterion_fini_helper_fails_the_run_when_a_test_leaks)
+{
+	static char out[1 << 16];
+	int status = run_child_test("fini_fails_a_leaky_test", "0", out, sizeof out);
+	cr_assert_neq(status, 0, "the run passed:\n%s", out);
+	cr_assert_not_null(strstr(out, "1 scoped thread(s) leaked"), "%s", out);
+	cr_assert_not_null(strstr(out, "worker \"leaked-in-test\" started at " __FILE__), "%s",
+			   out);
+}
+
+Test(leak, scoped_cr_test_fails_a_test_that_leaks)
+{
+	static char out[1 << 16];
+	int status = run_child_test("scoped_cr_test_fails_a_leaky_test", "0", out, sizeof out);
+	cr_assert_neq(status, 0, "the run passed:\n%s", out);
+	cr_assert_not_null(strstr(out, "Failing: 1"), "%s", out);
+	cr_assert_not_null(strstr(out, "worker \"leaked-in-body\" started at " __FILE__), "%s",
+			   out);
+}
+
+scoped_cr_test(leak, scoped_cr_test_passes_a_clean_test)
+{
+	scoped(scoped_worker) w = scoped_worker_start(&(scoped_worker_config){
+		.name = "closed-at-body-end", .period_ms = 3600000, .tick = nothing });
+	cr_assert_not_null(w);
+	cr_assert_eq(scoped_live_count(), 1);
 }
 
 /* --- compile time: SCOPED_ALLOC and gcc -fanalyzer ------------------------------------- */
