@@ -11,7 +11,7 @@
  *	scoped: 1 live handle at exit
  *	scoped: live worker "flusher" started at src/app.c:42, age 3.017 s
  *
- * With Criterion, scoped/criterion.h makes it one line per test (.fini = scoped_cr_no_leaks).
+ * With Criterion, scoped/criterion.h makes it one line per test: scoped_cr_test(suite, name).
  *
  * Pitfalls:
  *  - A handle closed from inside its own thread ends a moment after close returns, and a
