@@ -44,7 +44,7 @@ static void after_fork_child(void)
 			t->detached = t->closed;
 			continue;
 		}
-		/* Even a thread that has ended is not ours to join: its pthread_t is the parent's. */
+		/* Even an ended thread is not ours to join: its pthread_t is the parent's. */
 		t->no_thread = true;
 		atomic_store(&t->ended, true);
 		t->refs = !t->closed;

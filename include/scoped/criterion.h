@@ -10,7 +10,7 @@
  *	TestSuite(cache, .fini = scoped_cr_no_leaks);		// or: every test of a suite
  *	Test(cache, stop, .fini = scoped_cr_no_leaks) { ... }	// or: one test
  *
- *	scoped_cr_assert_no_leaks(200);				// or: at a point of your choosing
+ *	scoped_cr_assert_no_leaks(200);				// or: at any point
  *
  * Each waits up to SCOPED_CR_GRACE_MS (default 1000; define it before including to change) for
  * threads that are still ending, then lists every leaked handle on stderr (kind, name, the

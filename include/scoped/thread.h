@@ -5,7 +5,7 @@
  *
  *	static void pump(scoped_stop *stop, void *arg)
  *	{
- *		while (!scoped_stop_sleep(stop, 100))	// true at once when stop is requested
+ *		while (!scoped_stop_sleep(stop, 100))	// true at once on stop
  *			poll_queue(arg);
  *	}
  *
@@ -18,7 +18,8 @@
  * ticks every period_ms, can be woken early, and runs a final on_stop once, on its own thread:
  *
  *	scoped(scoped_worker) w = scoped_worker_start(&(scoped_worker_config){
- *		.name = "flusher", .period_ms = 300, .tick = flush, .on_stop = flush, .ctx = buf });
+ *		.name = "flusher", .period_ms = 300,
+ *		.tick = flush, .on_stop = flush, .ctx = buf });
  *	...
  *	scoped_worker_wake(w);			// buffer is full: flush soon
  *
@@ -76,13 +77,13 @@
 extern "C" {
 #endif
 
-typedef struct scoped_stop scoped_stop;		/* a stop token, handed to the thread's function */
+typedef struct scoped_stop scoped_stop;		/* a stop token, handed to the thread's fn */
 typedef struct scoped_thread scoped_thread;	/* like C++20 std::jthread */
 typedef struct scoped_worker scoped_worker;	/* a periodic background job */
 
 typedef struct scoped_worker_config {
 	const char *name;		/* thread name and leak reports; NULL is fine */
-	unsigned period_ms;		/* tick every period_ms, the first one period after start;
+	unsigned period_ms;		/* tick every period_ms, the first one period in;
 					 * 0: only when woken */
 	void (*tick)(void *ctx);	/* required; runs on the worker thread */
 	void (*on_stop)(void *ctx);	/* optional; runs once on the worker thread, last */
