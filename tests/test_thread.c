@@ -24,8 +24,9 @@ struct probe {
 	atomic_int finished;
 	atomic_bool early;	/* scoped_stop_sleep returned true */
 	char name[16];
-	scoped_thread *self;	/* for the stop-from-inside tests */
-	int self_action;	/* 1: stop itself, 2: close itself */
+	scoped_thread *self;	/* for the stop-from-inside tests, */
+	int self_action;	/* 1: stop itself, 2: close itself, */
+	pthread_barrier_t go;	/* passed once self is set (helgrind sees a barrier, not atomics) */
 };
 
 static void run_until_stopped(scoped_stop *stop, void *arg)
@@ -247,8 +248,7 @@ Test(thread, leaving_scope_at_its_end_stops_it)
 static void stop_myself(scoped_stop *stop, void *arg)
 {
 	struct probe *p = arg;
-	while (!atomic_load(&p->started)) /* set once p->self is */
-		scoped_stop_sleep(stop, 1);
+	pthread_barrier_wait(&p->go);
 	if (p->self_action == 1)
 		scoped_thread_stop(p->self); /* must return, not join itself */
 	else
@@ -262,30 +262,34 @@ Test(thread, stop_from_its_own_fn_returns_and_thread_is_reclaimed)
 	struct probe p = { .self_action = 1 };
 	int before = thread_count();
 	unsigned joins = atomic_load(&scoped__joins);
+	pthread_barrier_init(&p.go, NULL, 2);
 	scoped_thread *t = scoped_thread_start("selfstop", stop_myself, &p);
 	cr_assert_not_null(t);
 	p.self = t;
-	atomic_store(&p.started, 1);
+	pthread_barrier_wait(&p.go);
 	cr_assert(wait_until(atomic_load(&p.finished) == 1, 5000));
 	cr_assert(atomic_load(&p.early), "stop from inside did not request stop");
 	cr_assert(wait_until(thread_count() == before, 5000), "the detached thread lingers");
 	scoped_thread_stop(t); /* already reclaimed: returns without joining */
 	scoped_thread_close(t);
 	cr_assert_eq(atomic_load(&scoped__joins), joins, "a detached thread was joined");
+	pthread_barrier_destroy(&p.go);
 }
 
 Test(thread, close_from_its_own_fn_frees_when_done)
 {
 	struct probe p = { .self_action = 2 };
 	int before = thread_count();
+	pthread_barrier_init(&p.go, NULL, 2);
 	scoped_thread *t = scoped_thread_start("selfclose", stop_myself, &p);
 	cr_assert_not_null(t);
 	p.self = t;
-	atomic_store(&p.started, 1);
+	pthread_barrier_wait(&p.go);
 	cr_assert(wait_until(atomic_load(&p.finished) == 1, 5000));
 	cr_assert(atomic_load(&p.early));
 	cr_assert(wait_until(thread_count() == before && scoped_live_count() == 0, 5000));
 	/* The handle's memory: asan / valgrind report it if the thread did not free it. */
+	pthread_barrier_destroy(&p.go);
 }
 
 struct crowd {
