@@ -1,7 +1,8 @@
 #!/bin/sh
 # scripts/run-tests.sh BIN... - run Criterion suites, then print one total line:
 # "N passed, N failed" (and skipped). VALGRIND=1 runs each under memcheck.
-# Exits non-zero when any suite fails.
+# Exits non-zero when any suite fails, and also when a sanitizer or valgrind reported anything,
+# or a test crashed in its .init/.fini: Criterion counts those tests as passed.
 set -u
 passed=0 failed=0 skipped=0 status=0
 log=$(mktemp)
@@ -21,6 +22,12 @@ for t in "$@"; do
 	n=$(echo "$line" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
 	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	s=$(grep -ac '\[SKIP\]' "$log" || true)
+	reports=$(grep -aE 'ERROR: (Address|Leak|Memory)Sanitizer|WARNING: ThreadSanitizer|runtime error:|crashed during its setup or teardown|^==[0-9]+== [A-Z]' "$log" | head -5)
+	if [ -n "$reports" ]; then
+		echo "!! $t: reports in the output:"
+		echo "$reports"
+		rc=${rc#0}; rc=${rc:-98}
+	fi
 	if [ -z "$n" ] || [ "$rc" -ne 0 ]; then
 		failed=$((failed + ${n:-1} - ${p:-0}))
 		[ -z "$n" ] || [ "$n" -ne "${p:-0}" ] || failed=$((failed + 1))
