@@ -75,3 +75,27 @@ helgrind drd:
 	@VALGRIND=$@ scripts/run-tests.sh $(HG_SUITES:%=build/gcc/tests/%)
 
 .PHONY: _run-stress _run-fuzz helgrind drd
+
+# --- races: plain programs under ThreadSanitizer ------------------------------------------
+# Criterion cannot start under TSan (Criterion issue #274: "Could not initialize inheritable
+# arena"), so `make tsan` cannot run the suites; these two plain programs can: the cache model
+# (tests/test_cache_model.c built with -DCACHE_MODEL_MAIN) and the stress program, smaller.
+RACE_STRESS_ENV := STRESS_CYCLES=3000 STRESS_HERD=100 STRESS_ROUNDS=20 STRESS_SELF=300 \
+                   STRESS_RSS_KB=0
+
+race:
+	@$(MAKE) --no-print-directory CFG=tsan CC=clang CFLAGS='-O1 -g' SAN='-fsanitize=thread' \
+	  _run-race
+
+$(B)/race/cache_model: tests/test_cache_model.c $(SAMPLE_A) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCACHE_MODEL_MAIN -o $@ $< $(SAMPLE_A) $(STATIC) $(ALL_LDFLAGS) -lm
+
+_run-race: $(B)/race/cache_model $(STRESS_BINS)
+	@status=0; \
+	echo "== $(B)/race/cache_model"; TSAN_OPTIONS=halt_on_error=1 $(B)/race/cache_model || status=1; \
+	for s in $(STRESS_BINS); do echo "== $$s"; \
+	  TSAN_OPTIONS=halt_on_error=1 $(RACE_STRESS_ENV) $$s || status=1; done; \
+	exit $$status
+
+.PHONY: race _run-race
