@@ -30,7 +30,7 @@ CXX_BENCH ?= g++
 STD      ?= c11
 WARN     := -Wall -Wextra -Wpedantic -Werror
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=$(STD) $(WARN) $(CFLAGS) $(SAN) -fPIC -pthread -Iinclude -Isamples -Itests \
+ALL_CFLAGS = -std=$(STD) $(WARN) $(CFLAGS) $(SAN) -fPIC -pthread $(SHIM_CFLAGS) -Iinclude -Isamples -Itests \
              -MMD -MP -DSCOPED_SRCDIR='"$(CURDIR)"' -DSCOPED_BUILDDIR='"$(CURDIR)/$(B)"' -DSCOPED_CC='"$(CC)"'
 ALL_LDFLAGS = $(LDFLAGS) $(SAN) -pthread
 
@@ -81,13 +81,17 @@ $(SAMPLE_A): $(SAMPLE_OBJS)
 
 # --- programs --------------------------------------------------------------------------------
 
+# Criterion, or for make tsan the stand-in in tests/shim (Criterion cannot start under TSan).
+CRITERION_LIB ?= -lcriterion
+-include $(patsubst %.o,%.d,$(filter %.o,$(CRITERION_LIB)))
+
 # Per-suite extras (tests/extra.mk): TEST_OBJS_<suite> objects to link in, TEST_LDFLAGS_<suite>
 # link flags (e.g. -Wl,--wrap=malloc for fault injection).
 .SECONDEXPANSION:
-$(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC)
+$(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC) $$(filter %.o,$$(CRITERION_LIB))
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_OBJS_$*) $(SAMPLE_A) $(STATIC) $(TEST_LDFLAGS_$*) \
-	      -lcriterion -lm
+	      $(CRITERION_LIB) -lm
 
 $(B)/samples/%: $(B)/obj/samples/%/main.o $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
@@ -152,7 +156,7 @@ asan:
 
 tsan:
 	@$(MAKE) --no-print-directory CFG=tsan CC=clang CFLAGS='-O1 -g' SAN='-fsanitize=thread' \
-	  _run-tests
+	  SHIM_CFLAGS=-Itests/shim CRITERION_LIB=build/tsan/obj/tests/shim/runner.o _run-tests
 
 valgrind:
 	@$(MAKE) --no-print-directory CFG=gcc tests demos
