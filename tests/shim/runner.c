@@ -6,8 +6,8 @@
  *    a crash, abort or failed assertion ends that test only. The runner itself never starts a
  *    thread, so every child starts single-threaded.
  *  - In the child: the suite's .init, the test's .init, the body, then the test's .fini and the
- *    suite's .fini (these run after a failed assertion or a skip too), then exit(0), so atexit
- *    handlers run.
+ *    suite's .fini (these run after a failed assertion too), then exit(0), so atexit handlers
+ *    run. cr_skip_test ends the child with exit(0) at once, without the .fini functions.
  *  - A failed cr_assert_* prints "file:line: Assertion Failed" and the message, and ends the
  *    body (or init, or fini); cr_expect_* prints and goes on; either fails the test. Unlike
  *    Criterion 2.4, a failed assertion in a .fini fails the test.
@@ -176,13 +176,16 @@ static bool on_test_thread(void)
 	return test_pid != 0 && getpid() == test_pid && pthread_equal(pthread_self(), test_thread);
 }
 
-/* Leaves the current init/body/fini (longjmp), or the process where that cannot be done. */
-static _Noreturn void leave(int status)
+/* Ends the current init, body or fini (longjmp back to the child's driver). From any other
+ * thread of the test, or from a process the test forked, that cannot be done: that process
+ * ends with _exit(), 0 in the test's own process (its failure is recorded already), else
+ * other_status. */
+static _Noreturn void leave(int other_status)
 {
 	if (on_test_thread() && jump_ok)
 		longjmp(test_jump, 1);
 	fflush(NULL);
-	_exit(status);
+	_exit(test_pid != 0 && getpid() == test_pid ? 0 : other_status);
 }
 
 static void report_failure(const char *file, int line, const char *fmt, va_list ap)
@@ -227,6 +230,10 @@ _Noreturn void crshim_skip(const char *file, int line, const char *fmt, ...)
 			snprintf(shm->skip_msg, sizeof shm->skip_msg, "%s", msg ? msg : "");
 	}
 	free(msg);
+	/* Like Criterion: the test process ends here, without .fini (a suite's .fini may check
+	 * for leftovers that a test skipped halfway through would have). */
+	if (on_test_thread())
+		exit(0);
 	leave(0);
 }
 
@@ -363,8 +370,8 @@ static enum verdict run(const struct plan *p, char *why, size_t whylen, double *
 	}
 	if (WIFSIGNALED(status)) {
 		int sig = WTERMSIG(status);
-		if (sig == p->signal && !failed)
-			return PASSED;
+		if (sig == p->signal)
+			return failed ? FAILED : PASSED;
 		snprintf(why, whylen, "CRASH! killed by signal %d (%s)%s%s", sig, strsignal(sig),
 			 failed ? " after a failed assertion" : "",
 			 atomic_load(&shm->done) ? ", at exit" : "");

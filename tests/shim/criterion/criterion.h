@@ -17,9 +17,13 @@
 #ifndef CRSHIM_CRITERION_H
 #define CRSHIM_CRITERION_H
 
+/* What Criterion's own header brings in, which suites may rely on. */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "logging.h"
 

@@ -4,6 +4,9 @@
 #ifndef CRSHIM_LOGGING_H
 #define CRSHIM_LOGGING_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 enum criterion_severity {
 	CR_LOG_INFO,
 	CR_LOG_WARNING,

@@ -13,6 +13,8 @@
 
 #include <stdio.h>
 
+#include "criterion.h"
+
 void cr_redirect_stdout(void);
 void cr_redirect_stderr(void);
 FILE *cr_get_redirected_stdout(void);
