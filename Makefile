@@ -81,14 +81,16 @@ $(SAMPLE_A): $(SAMPLE_OBJS)
 
 # --- programs --------------------------------------------------------------------------------
 
-# Criterion, or for make tsan the stand-in in tests/shim (Criterion cannot start under TSan).
+# Criterion, or for make tsan the stand-in in tests/shim (Criterion cannot start under TSan):
+# SHIM_CFLAGS=-Itests/shim CRITERION_LIB=<its runner.o>; test objects then depend on its headers.
 CRITERION_LIB ?= -lcriterion
 -include $(patsubst %.o,%.d,$(filter %.o,$(CRITERION_LIB)))
+$(TESTS:%=$(B)/obj/tests/%.o): $(wildcard $(patsubst -I%,%/criterion/*.h,$(SHIM_CFLAGS)))
 
 # Per-suite extras (tests/extra.mk): TEST_OBJS_<suite> objects to link in, TEST_LDFLAGS_<suite>
 # link flags (e.g. -Wl,--wrap=malloc for fault injection).
 .SECONDEXPANSION:
-$(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC) $$(filter %.o,$$(CRITERION_LIB))
+$(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC) $(filter %.o,$(CRITERION_LIB))
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_OBJS_$*) $(SAMPLE_A) $(STATIC) $(TEST_LDFLAGS_$*) \
 	      $(CRITERION_LIB) -lm
