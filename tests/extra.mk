@@ -59,8 +59,9 @@ _run-fuzz: $(FUZZ_BINS)
 	@status=0; for f in $(FUZZ); do \
 	  mkdir -p $(B)/corpus/$$f; \
 	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  seeds=; [ ! -d tests/fuzz/corpus/$$f ] || seeds=tests/fuzz/corpus/$$f; \
 	  $(B)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -max_len=4096 \
-	    -artifact_prefix=$(B)/ $(B)/corpus/$$f $(wildcard tests/fuzz/corpus/$$f) \
+	    -artifact_prefix=$(B)/ $(B)/corpus/$$f $$seeds \
 	    >$(B)/fuzz-$$f.log 2>&1; rc=$$?; \
 	  grep -a -E '^stat::number_of_executed_units|^stat::peak_rss_mb' $(B)/fuzz-$$f.log; \
 	  if [ $$rc -ne 0 ]; then tail -40 $(B)/fuzz-$$f.log; echo "!! $$f failed (exit $$rc)"; \
