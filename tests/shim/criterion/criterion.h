@@ -142,25 +142,27 @@ bool crshim_str_empty(const char *s);             /* NULL is not empty */
 			fail(__FILE__, __LINE__, "-" __VA_ARGS__);                          \
 	} while (0)
 
-/* One operand: (fail, shape, x [, format, args...]) */
-#define CRSHIM_UNARY_(fail, shape, ...)                                                     \
-	CRSHIM_CAT(CRSHIM_UNARY_, CRSHIM_HAS1_(__VA_ARGS__))(fail, shape, __VA_ARGS__)
-#define CRSHIM_UNARY_0(fail, shape, x) CRSHIM_CHECK_0(fail, shape(x), CRSHIM_TEXT_##shape(x))
-#define CRSHIM_UNARY_M(fail, shape, x, ...)                                                 \
-	CRSHIM_CHECK_M(fail, shape(x), "", __VA_ARGS__)
+/* One operand: (fail, shape, "x as written", x [, format, args...]). The text is made where
+ * the user's arguments are still unexpanded (a macro in the condition is shown as written). */
+#define CRSHIM_UNARY_(fail, shape, str, ...)                                                \
+	CRSHIM_CAT(CRSHIM_UNARY_, CRSHIM_HAS1_(__VA_ARGS__))(fail, shape, str, __VA_ARGS__)
+#define CRSHIM_UNARY_0(fail, shape, str, x)                                                 \
+	CRSHIM_CHECK_0(fail, CRSHIM_IS_##shape(x), CRSHIM_SAYS_##shape(str))
+#define CRSHIM_UNARY_M(fail, shape, str, x, ...)                                            \
+	CRSHIM_CHECK_M(fail, CRSHIM_IS_##shape(x), "", __VA_ARGS__)
 
-#define CRSHIM_TRUE(x) (x)
-#define CRSHIM_TEXT_CRSHIM_TRUE(x) "The expression " #x " is false."
-#define CRSHIM_FALSE(x) !(x)
-#define CRSHIM_TEXT_CRSHIM_FALSE(x) "The expression " #x " is true."
-#define CRSHIM_NULL(x) ((x) == NULL)
-#define CRSHIM_TEXT_CRSHIM_NULL(x) #x " is not null."
-#define CRSHIM_NOT_NULL(x) ((x) != NULL)
-#define CRSHIM_TEXT_CRSHIM_NOT_NULL(x) #x " is null."
-#define CRSHIM_STR_EMPTY(x) crshim_str_empty(x)
-#define CRSHIM_TEXT_CRSHIM_STR_EMPTY(x) #x " is not empty."
-#define CRSHIM_STR_NOT_EMPTY(x) (!crshim_str_empty(x))
-#define CRSHIM_TEXT_CRSHIM_STR_NOT_EMPTY(x) #x " is empty."
+#define CRSHIM_IS_holds(x) (x)
+#define CRSHIM_SAYS_holds(s) "The expression " s " is false."
+#define CRSHIM_IS_fails(x) !(x)
+#define CRSHIM_SAYS_fails(s) "The expression " s " is true."
+#define CRSHIM_IS_null(x) ((x) == NULL)
+#define CRSHIM_SAYS_null(s) s " is not null."
+#define CRSHIM_IS_nonnull(x) ((x) != NULL)
+#define CRSHIM_SAYS_nonnull(s) s " is null."
+#define CRSHIM_IS_empty(x) crshim_str_empty(x)
+#define CRSHIM_SAYS_empty(s) s " is not empty."
+#define CRSHIM_IS_nonempty(x) (!crshim_str_empty(x))
+#define CRSHIM_SAYS_nonempty(s) s " is empty."
 
 /* Two operands compared with op: (fail, op, a, b [, format, args...]) */
 #define CRSHIM_BINARY_(fail, op, ...)                                                       \
@@ -204,20 +206,24 @@ static inline int crshim_float_near(long double a, long double b, long double ep
 
 /* --- the assertions: cr_assert_* end the test on failure, cr_expect_* let it go on ------- */
 
-#define cr_assert(...) CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_TRUE, __VA_ARGS__)
-#define cr_expect(...) CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_TRUE, __VA_ARGS__)
-#define cr_assert_not(...) CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_FALSE, __VA_ARGS__)
-#define cr_expect_not(...) CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_FALSE, __VA_ARGS__)
-#define cr_assert_null(...) CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_NULL, __VA_ARGS__)
-#define cr_expect_null(...) CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_NULL, __VA_ARGS__)
-#define cr_assert_not_null(...) CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_NOT_NULL, __VA_ARGS__)
-#define cr_expect_not_null(...) CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_NOT_NULL, __VA_ARGS__)
-#define cr_assert_str_empty(...) CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_STR_EMPTY, __VA_ARGS__)
-#define cr_expect_str_empty(...) CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_STR_EMPTY, __VA_ARGS__)
+#define cr_assert(...) CRSHIM_UNARY_(crshim_assert_failed, holds, #__VA_ARGS__, __VA_ARGS__)
+#define cr_expect(...) CRSHIM_UNARY_(crshim_expect_failed, holds, #__VA_ARGS__, __VA_ARGS__)
+#define cr_assert_not(...) CRSHIM_UNARY_(crshim_assert_failed, fails, #__VA_ARGS__, __VA_ARGS__)
+#define cr_expect_not(...) CRSHIM_UNARY_(crshim_expect_failed, fails, #__VA_ARGS__, __VA_ARGS__)
+#define cr_assert_null(...) CRSHIM_UNARY_(crshim_assert_failed, null, #__VA_ARGS__, __VA_ARGS__)
+#define cr_expect_null(...) CRSHIM_UNARY_(crshim_expect_failed, null, #__VA_ARGS__, __VA_ARGS__)
+#define cr_assert_not_null(...)                                                             \
+	CRSHIM_UNARY_(crshim_assert_failed, nonnull, #__VA_ARGS__, __VA_ARGS__)
+#define cr_expect_not_null(...)                                                             \
+	CRSHIM_UNARY_(crshim_expect_failed, nonnull, #__VA_ARGS__, __VA_ARGS__)
+#define cr_assert_str_empty(...)                                                            \
+	CRSHIM_UNARY_(crshim_assert_failed, empty, #__VA_ARGS__, __VA_ARGS__)
+#define cr_expect_str_empty(...)                                                            \
+	CRSHIM_UNARY_(crshim_expect_failed, empty, #__VA_ARGS__, __VA_ARGS__)
 #define cr_assert_str_not_empty(...)                                                        \
-	CRSHIM_UNARY_(crshim_assert_failed, CRSHIM_STR_NOT_EMPTY, __VA_ARGS__)
+	CRSHIM_UNARY_(crshim_assert_failed, nonempty, #__VA_ARGS__, __VA_ARGS__)
 #define cr_expect_str_not_empty(...)                                                        \
-	CRSHIM_UNARY_(crshim_expect_failed, CRSHIM_STR_NOT_EMPTY, __VA_ARGS__)
+	CRSHIM_UNARY_(crshim_expect_failed, nonempty, #__VA_ARGS__, __VA_ARGS__)
 
 #define cr_assert_eq(...) CRSHIM_BINARY_(crshim_assert_failed, ==, __VA_ARGS__)
 #define cr_expect_eq(...) CRSHIM_BINARY_(crshim_expect_failed, ==, __VA_ARGS__)
