@@ -195,25 +195,26 @@ Test(cancel, longjmp_skips_cleanups_and_the_leak_checker_says_so)
 }
 
 /* --- a scoped thread's own function ending in pthread_exit ------------------------------ *
- * Reproduction for a library bug (src/thread.c, trampoline): the thread's "ended" flag and its
- * reference are set and dropped only when fn returns, so a function that ends with
- * pthread_exit() leaves the handle live forever (the leak checker reports it after close) and
- * leaks its memory. Run with SCOPED_REPRO=1; skipped otherwise so the suite stays green until
- * src/thread.c is fixed (see docs/reliability.md). */
+ * thread.h allows it: the thread still ends cleanly (it was reported live forever before
+ * src/thread.c ran its end in a pthread cleanup handler), and the handles the function held are
+ * closed on the way out. */
 static void exits(scoped_stop *stop, void *arg)
 {
 	(void)stop;
-	(void)arg;
-	pthread_exit(NULL);
+	struct counter *c = arg;
+	scoped(scoped_worker) inner = scoped_worker_start(&(scoped_worker_config){
+		.name = "inner", .tick = tick, .on_stop = on_stop, .ctx = c });
+	if (inner)
+		pthread_exit(NULL);
 }
 
 Test(cancel, scoped_thread_function_ending_in_pthread_exit)
 {
-	if (!getenv("SCOPED_REPRO"))
-		cr_skip_test("known bug in src/thread.c (pthread_exit in fn): SCOPED_REPRO=1 runs it");
-	scoped_thread *t = scoped_thread_start("exits", exits, NULL);
+	struct counter c = { 0 };
+	scoped_thread *t = scoped_thread_start("exits", exits, &c);
 	cr_assert_not_null(t);
-	scoped_thread_close(t); /* joins: the thread has exited */
-	size_t left = scoped_expect_no_leaks(500);
-	cr_assert_eq(left, 0, "the thread ended with pthread_exit but is still reported live");
+	cr_assert_eq(scoped_expect_no_leaks(2000), 0, "the thread ended by pthread_exit is live");
+	cr_assert_eq(atomic_load(&c.stops), 1, "the worker its function held was not closed");
+	scoped_thread_close(t);
+	cr_assert_eq(scoped_live_count(), 0);
 }
