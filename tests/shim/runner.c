@@ -412,10 +412,10 @@ const char *__tsan_default_options(void) { return "die_after_fork=0"; }
 
 static void *nothing(void *arg) { return arg; }
 
-/* TSan starts its background thread in a forked child of a single-threaded process, and a
- * second one at the child's first pthread_create (clang 14's runtime): a test counting its
- * threads (/proc/self/task) would see one thread too many appear with its first thread. Once
- * the runner has started a thread, the runtime knows it has one: children get exactly one. */
+/* clang 14's TSan starts its background thread in the child of a fork from a single-threaded
+ * process, and once more at the process's first pthread_create (a flag the child inherits): a
+ * test counting its threads (/proc/self/task) would see two appear with its first thread. With
+ * that flag set once here, in the runner, every test child has exactly one, from the start. */
 static void settle_tsan(void)
 {
 	pthread_t t;
