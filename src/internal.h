@@ -58,6 +58,7 @@ struct scoped_thread *scoped__thread_alloc(size_t size, const char *name);
 void scoped__thread_stop(struct scoped_thread *t);
 void scoped__thread_close(struct scoped_thread *t);
 int scoped__stop_init(struct scoped_stop *s);	/* mu and cv (CLOCK_MONOTONIC); 0 or errno */
+int scoped__cond_init(pthread_cond_t *cv);	/* a CLOCK_MONOTONIC condition; 0 or errno */
 void scoped__deadline(struct timespec *ts, unsigned ms);	/* now + ms, CLOCK_MONOTONIC */
 
 /* The registry. */

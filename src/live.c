@@ -36,7 +36,10 @@ static void after_fork_child(void)
 	struct scoped_thread *next;
 	for (struct scoped_thread *t = live_head; t; t = next) {
 		next = t->live_next;
-		scoped__stop_init(&t->stop);
+		/* This thread took every lock in before_fork, so it may release them. Waiters on the
+		 * condition were the parent's other threads, which the child lacks: start it anew. */
+		pthread_mutex_unlock(&t->stop.mu);
+		scoped__cond_init(&t->stop.cv);
 		bool mine = t == scoped__self; /* fork() was called from this handle's function */
 		t->joining = false;
 		if (mine) {
@@ -58,7 +61,7 @@ static void after_fork_child(void)
 			free(t);
 		}
 	}
-	pthread_mutex_init(&live_mu, NULL);
+	pthread_mutex_unlock(&live_mu);
 }
 
 static void register_atfork(void)

@@ -13,7 +13,7 @@ atomic_uint scoped__joins;
 
 /* --- the stop token ------------------------------------------------------------------- */
 
-int scoped__stop_init(struct scoped_stop *s)
+int scoped__cond_init(pthread_cond_t *cv)
 {
 	pthread_condattr_t ca;
 	int rc = pthread_condattr_init(&ca);
@@ -21,8 +21,14 @@ int scoped__stop_init(struct scoped_stop *s)
 		return rc;
 	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (!rc)
-		rc = pthread_cond_init(&s->cv, &ca);
+		rc = pthread_cond_init(cv, &ca);
 	pthread_condattr_destroy(&ca);
+	return rc;
+}
+
+int scoped__stop_init(struct scoped_stop *s)
+{
+	int rc = scoped__cond_init(&s->cv);
 	if (rc)
 		return rc;
 	rc = pthread_mutex_init(&s->mu, NULL);

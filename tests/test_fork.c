@@ -51,14 +51,26 @@ static struct child start_child(void)
 	return c;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#  define RUNNING_UNDER_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define RUNNING_UNDER_TSAN 1
+#  endif
+#endif
+#ifndef RUNNING_UNDER_TSAN
+#  define RUNNING_UNDER_TSAN 0
+#endif
+
 static _Noreturn void child_done(struct child c, int code)
 {
 	unsigned char b = (unsigned char)code;
 	if (write(c.fd, &b, 1) != 1)
 		_exit(120);
-	/* Under valgrind, leave by exec: memcheck's exit-time leak check would list everything the
-	 * parent's threads own as lost in this child. */
-	if (getenv("VALGRIND"))
+	/* Under valgrind or TSan, leave by exec: memcheck's exit-time leak check would list
+	 * everything the parent's threads own as lost in this child, and TSan would call the
+	 * parent's unjoined threads leaked. */
+	if (getenv("VALGRIND") || RUNNING_UNDER_TSAN)
 		execl("/bin/true", "true", (char *)NULL);
 	_exit(code);
 }
