@@ -19,6 +19,7 @@
 #include "cache/cache.h"
 #include "fault.h"
 #include "helpers.h"
+#include "process/process.h"
 #include "statsd/statsd.h"
 
 static void disarm(void)
@@ -202,6 +203,38 @@ Test(fault, constructors_make_the_calls_the_sweep_fails)
 			cr_assert_geq(calls, expect[i].min, "%s: %lu %s calls", c->what, calls,
 				      kind_name[expect[i].k]);
 	}
+}
+
+/* The article's Process, scoped: whatever fails inside it, it returns (0, or -1 with that
+ * failure's errno) and leaves nothing behind. */
+Test(fault, process_scoped_leaves_nothing_whatever_fails)
+{
+	unsigned long faults = 0;
+	for (int k = 0; k < FAULT_KINDS; k++) {
+		int threads = thread_count(), fds = fd_count();
+		long allocs = fault_live_allocs();
+		fault_arm((enum fault_kind)k, 0, 0);
+		cr_assert_eq(process_scoped("127.0.0.1:8125", 3), 0);
+		unsigned long calls = fault_calls((enum fault_kind)k);
+		fault_disarm();
+		for (unsigned long n = 1; n <= calls; n++) {
+			errno = 0;
+			fault_arm((enum fault_kind)k, n, 0);
+			int rc = process_scoped("127.0.0.1:8125", 3);
+			int e = errno;
+			fault_disarm();
+			cr_assert(rc == 0 || (rc == -1 && e == kind_errno[k]),
+				  "%s call %lu failed: rc %d, errno %s", kind_name[k], n, rc,
+				  strerror(e));
+			cr_assert(wait_until(thread_count() == threads, 2000));
+			cr_assert_eq(fd_count(), fds);
+			cr_assert_eq(fault_live_allocs(), allocs, "%s call %lu failed: %ld left",
+				     kind_name[k], n, fault_live_allocs() - allocs);
+			faults++;
+		}
+	}
+	cr_assert_geq(faults, 7);
+	cr_log_info("process_scoped: %lu faults injected", faults);
 }
 
 /* --- the cache after construction ------------------------------------------------------ */
