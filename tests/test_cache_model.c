@@ -23,9 +23,9 @@
 #include "cache/cache.h"
 #include "helpers.h"
 
-/* Built as a Criterion suite, or with -DCACHE_MODEL_MAIN as a plain program: Criterion cannot
- * start under ThreadSanitizer (Criterion issue #274), so `make race` (tests/extra.mk) runs this
- * plain build under TSan. */
+/* Built as a Criterion suite (`make tsan` runs it against tests/shim), or with
+ * -DCACHE_MODEL_MAIN as a plain program, which `make race` (tests/extra.mk) runs under TSan with
+ * no test framework at all. */
 #ifdef CACHE_MODEL_MAIN
 static int failures;
 #  define REQUIRE(cond, ...)                                                                \
