@@ -6,13 +6,14 @@
  *             after the first round
  *  stampede   64 threads stop the same worker at once, STRESS_ROUNDS (200) times: on_stop
  *             runs once, exactly one join
- *  self       stop and close from tick and from on_stop, STRESS_SELF (5000) times each
+ *  self       stop and close from tick and from on_stop, STRESS_SELF (20000) times each
  *
  * Prints the figures and ends with "N passed, N failed"; exits 1 when any check failed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,15 @@ static long rss_kb(void)
 	}
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
+
+/* wait_until without the millisecond naps, for the short waits of the tight loops below. */
+#define spin_until(cond, ms)                                                                \
+	__extension__({                                                                     \
+		long long spin_end_ = now_ms() + (ms);                                      \
+		while (!(cond) && now_ms() < spin_end_)                                     \
+			sched_yield();                                                      \
+		(cond);                                                                     \
+	})
 
 static double secs_since(long long start_ms) { return (double)(now_ms() - start_ms) / 1000.0; }
 
@@ -249,7 +259,7 @@ static void self_stop(int base_threads)
 {
 	static const char *what[] = { "stop from tick", "close from tick", "stop from on_stop",
 				      "close from on_stop" };
-	long n = env_long("STRESS_SELF", 5000);
+	long n = env_long("STRESS_SELF", 20000);
 	for (int action = 0; action < 4; action++) {
 		long long t0 = now_ms();
 		long bad = 0;
@@ -266,7 +276,7 @@ static void self_stop(int base_threads)
 				scoped_worker_wake(s.w);
 			else
 				scoped_worker_stop(s.w); /* on_stop then stops or closes itself */
-			if (!wait_until(atomic_load(&s.done), 5000)) {
+			if (!spin_until(atomic_load(&s.done), 5000)) {
 				bad++;
 				break;
 			}
@@ -276,7 +286,7 @@ static void self_stop(int base_threads)
 				scoped_worker_close(s.w);
 			/* 1 and 3: closed from inside; the thread frees the handle itself. The stack
 			 * struct s must outlive it: wait until nothing is live. */
-			if (!wait_until(scoped_live_count() == 0, 5000)) {
+			if (!spin_until(scoped_live_count() == 0, 5000)) {
 				bad++;
 				break;
 			}
