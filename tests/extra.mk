@@ -51,7 +51,7 @@ $(B)/fuzz/%: $(B)/obj/tests/fuzz/%.o $(SAMPLE_A) $(STATIC)
 -include $(FUZZ:%=$(B)/obj/tests/fuzz/%.d)
 
 fuzz:
-	@$(MAKE) --no-print-directory CFG=fuzz CC=$(FUZZ_CC) CFLAGS='-O1 -g -fno-omit-frame-pointer' \
+	@$(MAKE) --no-print-directory CFG=fuzz-$(notdir $(FUZZ_CC)) CC=$(FUZZ_CC) CFLAGS='-O1 -g -fno-omit-frame-pointer' \
 	  SAN='-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all' _run-fuzz
 
 # Each target starts from tests/fuzz/corpus/<target> (seeds, read only) and keeps what it finds
