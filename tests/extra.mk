@@ -51,7 +51,8 @@ $(B)/fuzz/%: $(B)/obj/tests/fuzz/%.o $(SAMPLE_A) $(STATIC)
 -include $(FUZZ:%=$(B)/obj/tests/fuzz/%.d)
 
 fuzz:
-	@$(MAKE) --no-print-directory CFG=fuzz-$(notdir $(FUZZ_CC)) CC=$(FUZZ_CC) CFLAGS='-O1 -g -fno-omit-frame-pointer' \
+	@$(MAKE) --no-print-directory CFG=fuzz-$(notdir $(FUZZ_CC)) CC=$(FUZZ_CC) \
+	  CFLAGS='-O1 -g -fno-omit-frame-pointer' \
 	  SAN='-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all' _run-fuzz
 
 # Each target starts from tests/fuzz/corpus/<target> (seeds, read only) and keeps what it finds
@@ -95,7 +96,8 @@ $(B)/race/cache_model: tests/test_cache_model.c $(SAMPLE_A) $(STATIC)
 
 _run-race: $(B)/race/cache_model $(STRESS_BINS)
 	@status=0; \
-	echo "== $(B)/race/cache_model"; TSAN_OPTIONS=halt_on_error=1 $(B)/race/cache_model || status=1; \
+	echo "== $(B)/race/cache_model"; \
+	TSAN_OPTIONS=halt_on_error=1 $(B)/race/cache_model || status=1; \
 	for s in $(STRESS_BINS); do echo "== $$s"; \
 	  TSAN_OPTIONS=halt_on_error=1 $(RACE_STRESS_ENV) $$s || status=1; done; \
 	exit $$status

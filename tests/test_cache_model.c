@@ -369,8 +369,10 @@ static void four_threads_and_the_janitor_against_the_model(void)
 	pthread_t th[THREADS];
 	long long t0 = now_ms();
 	for (uint32_t i = 0; i < THREADS; i++) {
-		ws[i] = (struct worker_state){ .c = c, .id = i, .deadline_ms = t0 + RUN_MS,
-					       .rng = 0x9E3779B97F4A7C15ULL * (i + 1) ^ (uint64_t)t0 };
+		ws[i] = (struct worker_state){
+			.c = c, .id = i, .deadline_ms = t0 + RUN_MS,
+			.rng = 0x9E3779B97F4A7C15ULL * (i + 1) ^ (uint64_t)t0,
+		};
 		REQUIRE(pthread_create(&th[i], NULL, hammer, &ws[i]) == 0, "thread %u", i);
 	}
 	for (int i = 0; i < THREADS; i++)
@@ -401,7 +403,8 @@ static void janitor_sweeps_everything_that_expires(void)
 	char key[24];
 	for (int i = 0; i < 2000; i++) {
 		snprintf(key, sizeof key, "e%d", i);
-		REQUIRE(cache_set(c, key, value_new(key, 0, (uint64_t)i), 1 + i % 5) == 0, "%s", key);
+		int rc = cache_set(c, key, value_new(key, 0, (uint64_t)i), 1 + i % 5);
+		REQUIRE(rc == 0, "%s", key);
 	}
 	REQUIRE(cache_set(c, "stays", value_new("stays", 0, 0), CACHE_NO_EXPIRATION) == 0,
 		"%s", strerror(errno));

@@ -129,7 +129,7 @@ static void run_victim(int how)
 
 	/* Every cleanup ran, in the victim thread, on its way out. */
 	cr_assert_eq(atomic_load(&h.freed), 1, "scoped_defer did not run");
-	cr_assert_eq(atomic_load(&h.c.stops), 1, "the worker was not stopped (on_stop ran %d times)",
+	cr_assert_eq(atomic_load(&h.c.stops), 1, "the worker was not stopped (%d on_stop)",
 		     atomic_load(&h.c.stops));
 	cr_assert_eq(scoped_live_count(), 0);
 	cr_assert_eq(fd_count(), fds, "the FILE was not closed");

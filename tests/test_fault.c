@@ -312,7 +312,8 @@ static int udp_listener(char *addr, size_t size)
 {
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	cr_assert_geq(fd, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	socklen_t len = sizeof sa;
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
@@ -374,8 +375,7 @@ Test(fault, statsd_sends_under_allocation_failure)
 		fired += (unsigned long)fault_fired(FAULT_ALLOC);
 		fault_disarm();
 		cr_assert_eq(rc, 0, "%s: %s", name, strerror(errno));
-		wlen += (size_t)snprintf(want + wlen, sizeof want - wlen, "%s%s:%d|g", wlen ? "\n" : "",
-					 name, i);
+		wlen += (size_t)snprintf(want + wlen, sizeof want - wlen, "\n%s:%d|g", name, i);
 	}
 	cr_assert_gt(fired, 0);
 

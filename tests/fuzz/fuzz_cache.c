@@ -158,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!got)
 				check(errno == ENOENT, "get of nothing: not ENOENT");
 			if (got && op == 3) {
-				check(((struct value *)out)->v == it->v, "get returned another value");
+				check(((struct value *)out)->v == it->v, "get: another value");
 				value_free(out); /* a copy: ours */
 			}
 			break;

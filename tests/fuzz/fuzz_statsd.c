@@ -41,7 +41,8 @@ static void setup(void)
 {
 	rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	check(rx >= 0, "socket");
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	check(bind(rx, (struct sockaddr *)&sa, sizeof sa) == 0, "bind");
 	socklen_t len = sizeof sa;
 	check(getsockname(rx, (struct sockaddr *)&sa, &len) == 0, "getsockname");
@@ -154,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		bool valid = good_name(nm) && (sel % 4 != 3 || good_value(value)) && !isnan(rate);
 		if (!valid) {
-			check(rc == -1 && errno == EINVAL, "a bad metric was not refused with EINVAL");
+			check(rc == -1 && errno == EINVAL, "a bad metric was not refused (EINVAL)");
 			continue;
 		}
 		check(rc == 0, "a good metric was refused");
