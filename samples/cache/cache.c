@@ -15,8 +15,8 @@
  * array: the janitor's lock holds are a few hundred nanoseconds. Deletion shifts the following
  * entries of the cluster back (no tombstones). When growing a stripe fails for lack of memory,
  * items that find no slot go on the stripe's overflow list (a plain linked list, empty in
- * normal operation) and move into slots at the next successful growth. Expiry is an absolute CLOCK_MONOTONIC_COARSE time
- * in ms (0: never). Callbacks other than value_dup run with no lock held.
+ * normal operation) and move into slots at the next successful growth. Expiry is an absolute CLOCK_MONOTONIC time in
+ * ms (0: never), set from the precise clock and checked against the coarse one. Callbacks other than value_dup run with no lock held.
  */
 #include "cache/cache.h"
 
@@ -69,7 +69,6 @@ typedef union stripe_line {
 typedef struct cache_inner {
 	stripe_line *stripes;
 	long long default_ttl_ms;
-	long long slack_ms;	/* coarse clock resolution, added to expiries */
 	void (*value_free)(void *);
 	void *(*value_dup)(const void *);
 	void (*on_evicted)(const char *, void *, void *);
@@ -85,11 +84,21 @@ struct cache {
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* Reads use the cheap coarse clock; expiries are set from the precise one, rounded up. The
+ * coarse clock never runs ahead of the precise one (it can lag it by a few ticks on a busy VM),
+ * so an item is never seen expired before its TTL has passed; it may live a few ms longer. */
 static long long now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long precise_ms_ceil(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + (ts.tv_nsec + 999999) / 1000000;
 }
 
 static void spin_pause(void)
@@ -282,10 +291,10 @@ static long long expiry_for(const cache_inner *in, long long ttl_ms)
 		ttl_ms = in->default_ttl_ms;
 	if (ttl_ms <= 0)
 		return 0;
-	long long now = now_ms();
-	if (ttl_ms > LLONG_MAX - now - in->slack_ms)
+	long long now = precise_ms_ceil();
+	if (ttl_ms > LLONG_MAX - now)
 		return 0;	/* beyond the end of time: never */
-	return now + ttl_ms + in->slack_ms;
+	return now + ttl_ms;
 }
 
 /* Doubles the stripe's slots and moves overflow items into them while a quarter stays free;
@@ -454,10 +463,6 @@ cache *cache_new(const cache_config *cfg)
 		if (!s->slots)
 			goto fail;
 	}
-	struct timespec res;
-	in->slack_ms = 1;
-	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
-		in->slack_ms = (long long)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000;
 	in->default_ttl_ms = cfg->default_ttl_ms;
 	in->value_free = cfg->value_free;
 	in->value_dup = cfg->value_dup;
