@@ -3,7 +3,8 @@
 #   make              libscoped.a and libscoped.so (build/gcc)
 #   make demo         build and run the samples
 #   make test         install missing test dependencies, run the suite with GCC and Clang
-#   make check        what CI runs: test, the compiler matrix, sanitizers, valgrind, analyzer
+#   make check        what CI runs: test, the compiler matrix, ASan+UBSan, TSan, valgrind,
+#                     helgrind, stress, race, fuzz (FUZZ_SECONDS each), demo, install check
 #   make bench        benchmarks, as ratios against baselines measured in the same run
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; make uninstall
 #
@@ -173,6 +174,10 @@ check: deps-ci
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory valgrind
+	@$(MAKE) --no-print-directory helgrind
+	@$(MAKE) --no-print-directory stress
+	@$(MAKE) --no-print-directory race
+	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory demo
 	@scripts/install-check.sh
 

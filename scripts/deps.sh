@@ -20,8 +20,10 @@ if [ "$what" != build ]; then
 fi
 if [ "$what" = ci ]; then
 	has_cmd clang-19 || need="$need clang-19"
-	[ -d /usr/lib/llvm-19/lib/clang/19/lib/linux ] || need="$need libclang-rt-19-dev"
-	[ -d /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux ] || need="$need libclang-rt-14-dev"
+	# libFuzzer and the sanitizer runtimes come apart from the compilers.
+	has_rt() { ls /usr/lib/llvm-"$1"/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1; }
+	has_rt 14 || need="$need libclang-rt-14-dev"
+	has_rt 19 || need="$need libclang-rt-19-dev"
 	has_cmd g++ || need="$need g++"
 	has_cmd valgrind || need="$need valgrind"
 fi
