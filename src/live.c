@@ -17,6 +17,17 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * thread, and the references held by threads that are gone are dropped.
  */
 
+/* Takes t out of the list; live_mu is held. */
+static void unlink_locked(struct scoped_thread *t)
+{
+	if (t->live_prev)
+		t->live_prev->live_next = t->live_next;
+	else
+		live_head = t->live_next;
+	if (t->live_next)
+		t->live_next->live_prev = t->live_prev;
+}
+
 static void before_fork(void)
 {
 	pthread_mutex_lock(&live_mu);
@@ -52,12 +63,7 @@ static void after_fork_child(void)
 		atomic_store(&t->ended, true);
 		t->refs = !t->closed;
 		if (t->refs == 0) { /* closed from its own thread, which the child lacks */
-			if (t->live_prev)
-				t->live_prev->live_next = t->live_next;
-			else
-				live_head = t->live_next;
-			if (t->live_next)
-				t->live_next->live_prev = t->live_prev;
+			unlink_locked(t);
 			free(t);
 		}
 	}
@@ -86,12 +92,7 @@ void scoped__live_add(struct scoped_thread *t)
 void scoped__live_remove(struct scoped_thread *t)
 {
 	pthread_mutex_lock(&live_mu);
-	if (t->live_prev)
-		t->live_prev->live_next = t->live_next;
-	else
-		live_head = t->live_next;
-	if (t->live_next)
-		t->live_next->live_prev = t->live_prev;
+	unlink_locked(t);
 	pthread_mutex_unlock(&live_mu);
 }
 

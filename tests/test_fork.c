@@ -13,6 +13,7 @@
 #include <scoped/criterion.h>
 
 #include "../src/internal.h" /* scoped__joins: pthread_join calls made */
+#include "child.h"
 #include "helpers.h"
 
 struct counter {
@@ -31,72 +32,6 @@ static void until_stopped(scoped_stop *stop, void *arg)
 	atomic_fetch_add(finished, 1);
 }
 
-/* A child reports its result through a pipe: under valgrind its exit status is memcheck's
- * (the parent's threads' memory looks lost in a child), so the byte is the answer. */
-struct child {
-	pid_t pid;
-	int fd; /* the parent's read end, or the child's write end */
-};
-
-static struct child start_child(void)
-{
-	int p[2];
-	cr_assert_eq(pipe(p), 0);
-	struct child c = { .pid = fork() };
-	cr_assert_neq(c.pid, -1, "fork: %s", strerror(errno));
-	c.fd = c.pid == 0 ? p[1] : p[0];
-	close(c.pid == 0 ? p[0] : p[1]);
-	if (c.pid == 0)
-		alarm(10); /* a hang becomes a failure, not a stuck suite */
-	return c;
-}
-
-#if defined(__SANITIZE_THREAD__)
-#  define RUNNING_UNDER_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define RUNNING_UNDER_TSAN 1
-#  endif
-#endif
-#ifndef RUNNING_UNDER_TSAN
-#  define RUNNING_UNDER_TSAN 0
-#endif
-
-static _Noreturn void child_done(struct child c, int code)
-{
-	unsigned char b = (unsigned char)code;
-	if (write(c.fd, &b, 1) != 1)
-		_exit(120);
-	/* Under valgrind or TSan, leave by exec: memcheck's exit-time leak check would list
-	 * everything the parent's threads own as lost in this child, and TSan would call the
-	 * parent's unjoined threads leaked. */
-	if (getenv("VALGRIND") || RUNNING_UNDER_TSAN)
-		execl("/bin/true", "true", (char *)NULL);
-	_exit(code);
-}
-
-/* The child's code; -1 when it had to be killed after ms, -2 when it died without a word. */
-static int wait_child(struct child c, int ms)
-{
-	int status = 0, code = -2;
-	long long end = now_ms() + ms;
-	pid_t got;
-	while ((got = waitpid(c.pid, &status, WNOHANG)) == 0) {
-		if (now_ms() > end) {
-			kill(c.pid, SIGKILL);
-			waitpid(c.pid, &status, 0);
-			close(c.fd);
-			return -1;
-		}
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	}
-	unsigned char b;
-	if (got == c.pid && read(c.fd, &b, 1) == 1)
-		code = b;
-	close(c.fd);
-	return code;
-}
-
 TestSuite(fork, .fini = scoped_cr_no_leaks);
 
 Test(fork, child_closes_inherited_handles_without_hanging)
@@ -112,7 +47,7 @@ Test(fork, child_closes_inherited_handles_without_hanging)
 	cr_assert(w1 && w2 && t);
 	cr_assert_eq(scoped_live_count(), 3);
 
-	struct child ch = start_child();
+	struct child ch = child_start();
 	if (ch.pid == 0) {
 		int code = 0;
 		if (scoped_live_count() != 0)
@@ -135,7 +70,7 @@ Test(fork, child_closes_inherited_handles_without_hanging)
 			code |= 8;
 		child_done(ch, code);
 	}
-	int code = wait_child(ch, 10000);
+	int code = child_wait(ch, 10000);
 	cr_assert_eq(code, 0, "child: %d", code);
 
 	/* The parent's threads are untouched: still live, still ticking. */
@@ -161,14 +96,14 @@ Test(fork, child_closes_a_handle_whose_thread_ended_but_was_not_joined)
 	scoped_thread *t = scoped_thread_start("ended", returns_at_once, NULL);
 	cr_assert_not_null(t);
 	cr_assert(wait_until(scoped_live_count() == 0, 5000));
-	struct child ch = start_child();
+	struct child ch = child_start();
 	if (ch.pid == 0) {
 		unsigned before = atomic_load(&scoped__joins);
 		scoped_thread_stop(t); /* the parent's pthread_t: joining it here would be wrong */
 		scoped_thread_close(t);
 		child_done(ch, atomic_load(&scoped__joins) != before);
 	}
-	int code = wait_child(ch, 10000);
+	int code = child_wait(ch, 10000);
 	cr_assert_eq(code, 0, "child: %d", code);
 	unsigned joins = atomic_load(&scoped__joins);
 	scoped_thread_close(t); /* the parent still joins it, once */
@@ -210,7 +145,7 @@ Test(fork, fork_while_workers_start_and_stop)
 	cr_assert_eq(pthread_create(&th, NULL, churn, &done), 0);
 	int forks = getenv("VALGRIND") ? 3 : 20;
 	for (int i = 0; i < forks; i++) {
-		struct child ch = start_child();
+		struct child ch = child_start();
 		if (ch.pid == 0) {
 			struct counter c = { 0 };
 			int code = scoped_live_count() != 0;
@@ -222,7 +157,7 @@ Test(fork, fork_while_workers_start_and_stop)
 				code |= 2;
 			child_done(ch, code);
 		}
-		int code = wait_child(ch, 10000);
+		int code = child_wait(ch, 10000);
 		cr_assert_eq(code, 0, "child %d: %d", i, code);
 	}
 	atomic_store(&done, true);
@@ -253,7 +188,7 @@ static void fork_from_tick(void *ctx)
 		scoped_worker_close(f->w);
 		child_done(ch, code);
 	}
-	atomic_store(&f->status, ch.pid < 0 ? 100 : wait_child(ch, 10000) + 1);
+	atomic_store(&f->status, ch.pid < 0 ? 100 : child_wait(ch, 10000) + 1);
 }
 
 Test(fork, fork_from_inside_a_tick)

@@ -18,12 +18,13 @@
 #include <scoped/criterion.h>
 
 #include "cache/cache.h"
+#include "child.h"
 #include "helpers.h"
 #include "statsd/statsd.h"
 
 TestSuite(fork_load, .fini = scoped_cr_no_leaks);
 
-enum { WORKERS = 6, FORKS = 30, CHILD_MS = 10000 };
+enum { WORKERS = 6, FORKS = 30 };
 
 struct counter {
 	atomic_int ticks;
@@ -32,58 +33,6 @@ struct counter {
 
 static void tick(void *ctx) { atomic_fetch_add(&((struct counter *)ctx)->ticks, 1); }
 static void on_stop(void *ctx) { atomic_fetch_add(&((struct counter *)ctx)->stops, 1); }
-
-/* A child answers with one byte on a pipe, not its exit status: under valgrind, memcheck's
- * exit-time leak check would fail a child that exits, listing the parent's threads' memory as
- * lost; so there the child leaves by exec (/bin/true is not traced: scripts/run-tests.sh). */
-struct child {
-	pid_t pid;
-	int fd; /* the parent's read end; the child's write end */
-};
-
-static struct child fork_child(void)
-{
-	int p[2];
-	cr_assert_eq(pipe(p), 0);
-	struct child c = { .pid = fork() };
-	cr_assert_neq(c.pid, -1, "fork: %s", strerror(errno));
-	c.fd = c.pid == 0 ? p[1] : p[0];
-	close(c.pid == 0 ? p[0] : p[1]);
-	if (c.pid == 0)
-		alarm(CHILD_MS / 1000); /* a hang is a failure, not a stuck suite */
-	return c;
-}
-
-static _Noreturn void child_exit(struct child c, int code)
-{
-	unsigned char b = (unsigned char)code;
-	if (write(c.fd, &b, 1) != 1)
-		_exit(120);
-	if (getenv("VALGRIND"))
-		execl("/bin/true", "true", (char *)NULL);
-	_exit(code);
-}
-
-/* The child's answer; -1 when it had not ended after ms (it is killed then), -2 when it ended
- * without one. */
-static int wait_child(struct child c, int ms)
-{
-	int status = 0;
-	long long end = now_ms() + ms;
-	while (waitpid(c.pid, &status, WNOHANG) == 0) {
-		if (now_ms() > end) {
-			kill(c.pid, SIGKILL);
-			waitpid(c.pid, &status, 0);
-			close(c.fd);
-			return -1;
-		}
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	}
-	unsigned char b;
-	int code = read(c.fd, &b, 1) == 1 ? b : -2;
-	close(c.fd);
-	return code;
-}
 
 Test(fork_load, fork_while_workers_tick)
 {
@@ -106,7 +55,7 @@ Test(fork_load, fork_while_workers_tick)
 		for (int i = 0; i < WORKERS; i++)
 			before[i] = atomic_load(&c[i].ticks);
 		long long t0 = now_ms();
-		struct child ch = fork_child();
+		struct child ch = child_start();
 		if (ch.pid == 0) {
 			int code = scoped_live_count() != 0;
 			int stops[WORKERS];
@@ -133,9 +82,9 @@ Test(fork_load, fork_while_workers_tick)
 			scoped_worker_close(own);
 			if (atomic_load(&mine.stops) != 1 || scoped_live_count() != 0)
 				code |= 8;
-			child_exit(ch, code);
+			child_done(ch, code);
 		}
-		int status = wait_child(ch, CHILD_MS);
+		int status = child_wait(ch, CHILD_MS);
 		cr_assert_eq(status, 0, "fork %d: child %s (status %d)", f,
 			     status == -1 ? "hung" : "failed", status);
 		if (now_ms() - t0 > worst_ms)
@@ -203,13 +152,13 @@ Test(fork_load, child_closes_busy_statsd_and_cache)
 	cr_assert_eq(pthread_create(&th, NULL, busy, &l), 0);
 	for (int f = 0; f < FORKS; f++) {
 		long ops = atomic_load(&l.ops);
-		struct child ch = fork_child();
+		struct child ch = child_start();
 		if (ch.pid == 0) {
 			statsd_close(l.st);
 			cache_close(l.ca);
-			child_exit(ch, scoped_live_count() != 0);
+			child_done(ch, scoped_live_count() != 0);
 		}
-		int status = wait_child(ch, CHILD_MS);
+		int status = child_wait(ch, CHILD_MS);
 		cr_assert_eq(status, 0, "fork %d: child %s (status %d)", f,
 			     status == -1 ? "hung closing statsd/cache" : "failed", status);
 		cr_assert(wait_until(atomic_load(&l.ops) > ops + 10, 5000),
