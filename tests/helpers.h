@@ -3,7 +3,10 @@
 #define SCOPED_TESTS_HELPERS_H
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* Entries in a /proc/self directory (minus . and ..): threads in "task", descriptors in "fd". */
@@ -28,6 +31,29 @@ static inline int proc_self_count(const char *dir)
 }
 
 static inline int thread_count(void) { return proc_self_count("task"); }
+
+/* Whether one of this process's threads is called name (/proc/self/task/ * /comm). A scoped
+ * thread names itself first thing, so this also says it is past its start. */
+static inline bool thread_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	bool found = false;
+	for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+		char path[300], comm[32] = "";
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f && fgets(comm, sizeof comm, f))
+			comm[strcspn(comm, "\n")] = '\0';
+		if (f)
+			fclose(f);
+		found = strcmp(comm, name) == 0;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
 static inline int fd_count(void) { return proc_self_count("fd"); }
 
 static inline long long now_ms(void)

@@ -46,6 +46,11 @@ Test(fork, child_closes_inherited_handles_without_hanging)
 	scoped_thread *t = scoped_thread_start("pump", until_stopped, &finished);
 	cr_assert(w1 && w2 && t);
 	cr_assert_eq(scoped_live_count(), 3);
+	/* Each thread past its start before the fork: one still starting may be inside the
+	 * allocator, and ASan's (GCC 12, clang 14) is not fork-safe. */
+	cr_assert(wait_until(thread_named("hourly") && thread_named("on-demand") &&
+				     thread_named("pump"),
+			     5000));
 
 	struct child ch = child_start();
 	if (ch.pid == 0) {
@@ -93,9 +98,12 @@ static void returns_at_once(scoped_stop *stop, void *arg)
 
 Test(fork, child_closes_a_handle_whose_thread_ended_but_was_not_joined)
 {
+	int threads = thread_count();
 	scoped_thread *t = scoped_thread_start("ended", returns_at_once, NULL);
 	cr_assert_not_null(t);
 	cr_assert(wait_until(scoped_live_count() == 0, 5000));
+	/* and gone from the kernel: no longer inside the allocator (ASan's is not fork-safe) */
+	cr_assert(wait_until(thread_count() == threads, 5000));
 	struct child ch = child_start();
 	if (ch.pid == 0) {
 		unsigned before = atomic_load(&scoped__joins);
