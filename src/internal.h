@@ -68,10 +68,6 @@ void scoped__live_remove(struct scoped_thread *t);
 /* The handle whose function this thread runs, or NULL. */
 extern _Thread_local struct scoped_thread *scoped__self;
 
-/* Fault injection for the tests: a non-zero value makes the next allocation (ENOMEM) or
- * pthread_create (that errno value) fail, once. */
-extern atomic_int scoped__fault_alloc;
-extern atomic_int scoped__fault_create;
 /* pthread_join calls made, for the tests' exactly-once-join checks. */
 extern atomic_uint scoped__joins;
 

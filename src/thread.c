@@ -7,8 +7,6 @@
 #include "internal.h"
 
 _Thread_local struct scoped_thread *scoped__self;
-atomic_int scoped__fault_alloc;
-atomic_int scoped__fault_create;
 atomic_uint scoped__joins;
 
 /* --- the stop token ------------------------------------------------------------------- */
@@ -72,8 +70,6 @@ bool scoped_stop_sleep(scoped_stop *stop, unsigned ms)
 
 struct scoped_thread *scoped__thread_alloc(size_t size, const char *name)
 {
-	if (atomic_exchange(&scoped__fault_alloc, 0))
-		return NULL;
 	struct scoped_thread *t = calloc(1, size);
 	if (!t)
 		return NULL;
@@ -168,9 +164,7 @@ int scoped__thread_spawn(struct scoped_thread *t)
 	t->refs = 2; /* the owner and the thread */
 	clock_gettime(CLOCK_MONOTONIC, &t->started);
 	scoped__live_add(t);
-	rc = atomic_exchange(&scoped__fault_create, 0);
-	if (!rc)
-		rc = pthread_create(&t->tid, NULL, trampoline, t);
+	rc = pthread_create(&t->tid, NULL, trampoline, t);
 	if (rc) {
 		destroy(t);
 		return rc;

@@ -12,8 +12,9 @@ comma := ,
 
 # --- fault injection: test_fault links tests/fault.o and routes these calls through it -------
 FAULT_WRAPS := malloc calloc realloc aligned_alloc free pthread_create pthread_cond_init socket
-TEST_OBJS_test_fault := $(B)/obj/tests/fault.o
-TEST_LDFLAGS_test_fault := $(foreach f,$(FAULT_WRAPS),-Wl$(comma)--wrap=$(f))
+FAULT_SUITES := test_fault test_thread test_worker
+$(foreach t,$(FAULT_SUITES),$(eval TEST_OBJS_$(t) := $(B)/obj/tests/fault.o))
+$(foreach t,$(FAULT_SUITES),$(eval TEST_LDFLAGS_$(t) := $(foreach f,$(FAULT_WRAPS),-Wl$(comma)--wrap=$(f))))
 
 # --- cancellation: cleanups run on pthread_cancel / pthread_exit only in code built so ------
 $(B)/obj/tests/test_cancel.o: ALL_CFLAGS += -fexceptions

@@ -10,6 +10,7 @@
 #include <scoped/criterion.h>
 
 #include "../src/internal.h" /* fault injection and the join counter */
+#include "fault.h"
 #include "helpers.h"
 
 /* After a join the kernel may list the exited thread in /proc/self/task for a moment longer
@@ -137,21 +138,23 @@ Test(thread, failures_leave_nothing_behind)
 {
 	struct probe p = { 0 };
 	int before = thread_count();
+	long allocs = fault_live_allocs();
 
-	atomic_store(&scoped__fault_alloc, 1);
+	fault_arm(FAULT_ALLOC, 1, 0);
 	errno = 0;
 	cr_assert_null(scoped_thread_start("nomem", run_until_stopped, &p));
 	cr_assert_eq(errno, ENOMEM);
 
-	atomic_store(&scoped__fault_create, EAGAIN);
+	fault_arm(FAULT_THREAD, 1, EAGAIN);
 	errno = 0;
 	cr_assert_null(scoped_thread_start("again", run_until_stopped, &p));
 	cr_assert_eq(errno, EAGAIN);
+	fault_disarm();
 
 	cr_assert_eq(thread_count(), before);
 	cr_assert_eq(scoped_live_count(), 0);
 	cr_assert_eq(atomic_load(&p.started), 0);
-	/* Memory: the asan and valgrind runs check that the failed starts freed everything. */
+	cr_assert_eq(fault_live_allocs(), allocs, "a failed start freed what it allocated");
 
 	scoped(scoped_thread) t = scoped_thread_start("after", run_until_stopped, &p);
 	cr_assert_not_null(t, "a failure must not poison later starts");

@@ -11,6 +11,7 @@
 #include <scoped/criterion.h>
 
 #include "../src/internal.h" /* fault injection and the join counter */
+#include "fault.h"
 #include "helpers.h"
 
 /* After a join the kernel may list the exited thread in /proc/self/task for a moment longer
@@ -86,18 +87,21 @@ Test(worker, start_failures_leave_nothing_behind)
 	struct counter c = { 0 };
 	scoped_worker_config cfg = { .name = "fail", .tick = tick, .on_stop = on_stop, .ctx = &c };
 	int before = thread_count();
-	atomic_store(&scoped__fault_alloc, 1);
+	long allocs = fault_live_allocs();
+	fault_arm(FAULT_ALLOC, 1, 0);
 	errno = 0;
 	cr_assert_null(scoped_worker_start(&cfg));
 	cr_assert_eq(errno, ENOMEM);
-	atomic_store(&scoped__fault_create, EAGAIN);
+	fault_arm(FAULT_THREAD, 1, EAGAIN);
 	errno = 0;
 	cr_assert_null(scoped_worker_start(&cfg));
 	cr_assert_eq(errno, EAGAIN);
-	atomic_store(&scoped__fault_create, EPERM); /* whatever pthread_create says is passed on */
+	fault_arm(FAULT_THREAD, 1, EPERM); /* whatever pthread_create says is passed on */
 	errno = 0;
 	cr_assert_null(scoped_worker_start(&cfg));
 	cr_assert_eq(errno, EPERM);
+	fault_disarm();
+	cr_assert_eq(fault_live_allocs(), allocs, "a failed start freed what it allocated");
 	cr_assert_eq(thread_count(), before);
 	cr_assert_eq(scoped_live_count(), 0);
 	cr_assert_eq(atomic_load(&c.stops), 0, "on_stop ran for a worker that never started");
