@@ -13,6 +13,7 @@
 # environment builds only with that compiler.
 
 CFG      ?= gcc
+V        ?= 0      # V=1 shows the full commands
 B        := build/$(CFG)
 PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
@@ -54,6 +55,13 @@ BENCH_BINS  := $(BENCH_C:%=$(B)/bench/%) $(BENCH_CXX:%=$(B)/bench/%)
 
 .PHONY: all lib tests demos benches demo test test-one check bench install uninstall clean \
         deps deps-check matrix asan tsan valgrind analyzer stress fuzz _run-tests _run-bench
+# Short build lines ("  CC   src/thread.c"), or the full commands with V=1.
+ifeq ($(strip $(V)),0)
+  say = @printf '  %-6s %s\n' '$(1)' '$(2)';
+else
+  say =
+endif
+
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -63,22 +71,22 @@ all lib: $(STATIC) $(SHARED)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 # Only scoped_[a-z]* is exported: scoped__* names are private across the library's files.
 $(SHARED): $(LIB_OBJS) src/libscoped.map
-	$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,libscoped.so.$(SOMAJOR) \
+	$(call say,LD,$@)$(CC) -shared $(ALL_LDFLAGS) -Wl,-soname,libscoped.so.$(SOMAJOR) \
 	      -Wl,--version-script=src/libscoped.map -o $@ $(LIB_OBJS)
-	ln -sf libscoped.so.$(VERSION) $(B)/libscoped.so.$(SOMAJOR)
-	ln -sf libscoped.so.$(SOMAJOR) $(B)/libscoped.so
+	@ln -sf libscoped.so.$(VERSION) $(B)/libscoped.so.$(SOMAJOR)
+	@ln -sf libscoped.so.$(SOMAJOR) $(B)/libscoped.so
 
 $(SAMPLE_A): $(SAMPLE_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 # --- programs --------------------------------------------------------------------------------
 
@@ -93,20 +101,20 @@ $(TESTS:%=$(B)/obj/tests/%.o): $(wildcard $(patsubst -I%,%/criterion/*.h,$(SHIM_
 .SECONDEXPANSION:
 $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_OBJS_$$*) $(SAMPLE_A) $(STATIC) $(filter %.o,$(CRITERION_LIB))
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_OBJS_$*) $(SAMPLE_A) $(STATIC) $(TEST_LDFLAGS_$*) \
+	$(call say,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_OBJS_$*) $(SAMPLE_A) $(STATIC) $(TEST_LDFLAGS_$*) \
 	      $(CRITERION_LIB) -lm
 
 $(B)/samples/%: $(B)/obj/samples/%/main.o $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lm
+	$(call say,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lm
 
 $(B)/bench/%: $(B)/obj/tests/bench/%.o $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lm
+	$(call say,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lm
 
 $(B)/bench/%: tests/bench/%.cpp $(STATIC)
 	@mkdir -p $(@D)
-	$(CXX_BENCH) -std=c++20 -Wall -Wextra -Werror -O2 -g -pthread -Iinclude -o $@ $< $(STATIC)
+	$(call say,CXX,$<)$(CXX_BENCH) -std=c++20 -Wall -Wextra -Werror -O2 -g -pthread -Iinclude -o $@ $< $(STATIC)
 
 -include tests/extra.mk
 
