@@ -40,7 +40,9 @@ static void worker_main(scoped_stop *stop, void *arg)
 	struct timespec next;
 	scoped__deadline(&next, w->period_ms);
 	pthread_mutex_lock(&stop->mu);
-	while (!atomic_load(&stop->requested)) {
+	/* A wake accepted before stop was requested is owed its tick: it runs before on_stop.
+	 * (wake refuses once stop is requested, so this adds at most one tick.) */
+	while (!atomic_load(&stop->requested) || w->woken) {
 		if (w->woken) {
 			w->woken = false;
 		} else if (w->period_ms == 0) {
@@ -48,11 +50,11 @@ static void worker_main(scoped_stop *stop, void *arg)
 			continue;
 		} else if (pthread_cond_timedwait(&stop->cv, &stop->mu, &next) == ETIMEDOUT) {
 			advance(&next, w->period_ms);
+			if (atomic_load(&stop->requested))
+				break;
 		} else {
 			continue;
 		}
-		if (atomic_load(&stop->requested))
-			break;
 		pthread_mutex_unlock(&stop->mu);
 		w->tick(w->ctx);
 		pthread_mutex_lock(&stop->mu);

@@ -151,6 +151,22 @@ Test(worker, wake_ticks_well_before_the_period)
 	cr_assert_lt(now_ms() - t0, 1000);
 }
 
+Test(worker, a_wake_before_stop_still_ticks_before_on_stop)
+{
+	/* wake returned on a running worker: its tick is owed, even when close comes at once. */
+	for (int round = 0; round < 20; round++) {
+		struct counter c = { 0 };
+		scoped_worker *w = scoped_worker_start(&(scoped_worker_config){
+			.name = "woken", .period_ms = 0, .tick = tick, .on_stop = on_stop, .ctx = &c });
+		cr_assert_not_null(w);
+		scoped_worker_wake(w);
+		scoped_worker_close(w);
+		cr_assert_eq(atomic_load(&c.ticks), 1, "round %d: the wake was lost", round);
+		cr_assert_eq(atomic_load(&c.ticks_after_stop), 0);
+		cr_assert_eq(atomic_load(&c.stops), 1);
+	}
+}
+
 Test(worker, on_stop_runs_once_on_the_worker_thread_after_the_last_tick)
 {
 	struct counter c = { 0 };

@@ -122,7 +122,8 @@ SCOPED_ALLOC(scoped_worker_close)
 scoped_worker *(scoped_worker_start)(const scoped_worker_config *cfg);
 #define scoped_worker_start(...) scoped_worker_start_at(__FILE__, __LINE__, __VA_ARGS__)
 
-/* Runs tick soon, without waiting for the period. On a stopped worker or NULL: nothing. */
+/* Runs tick soon, without waiting for the period; a wake that returned before stop was
+ * requested runs its tick before on_stop. On a stopped worker or NULL: nothing. */
 void scoped_worker_wake(scoped_worker *w);
 
 SCOPED_DEFINE(scoped_thread, scoped_thread_close)
