@@ -130,3 +130,10 @@ Test(compile, scoped_file_costs_nothing_at_O2)
 	cr_assert_str_eq(a, b, "scoped(FILE):\n%s\nhand-written fclose:\n%s", a, b);
 	cr_assert_not_null(strstr(a, "fclose"), "%s", a);
 }
+
+Test(compile, cxx17_std_mutex_after_scoped_h)
+{
+	const char *flags = "-x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror";
+	cr_assert_eq(compile("g++", flags, "cxx_std_mutex.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("clang++", flags, "cxx_std_mutex.c", out, sizeof out), 0, "%s", out);
+}

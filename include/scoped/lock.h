@@ -49,6 +49,17 @@
 
 #include "cleanup.h"
 
+/* C++17's <mutex> declares std::scoped_lock, whose constructors are spelled like the
+ * scoped_lock() macro below: read it first, so that its include guard keeps a later
+ * #include <mutex> from meeting the macro. extern "C++": users may include us in extern "C". */
+#if defined(__cplusplus) && defined(__has_include)
+#  if __has_include(<mutex>)
+extern "C++" {
+#    include <mutex>
+}
+#  endif
+#endif
+
 __attribute__((noreturn, cold, unused)) static void scoped__lock_failed(const char *what, int err)
 {
 	fprintf(stderr, "scoped: %s failed: %s\n", what, strerror(err));
