@@ -137,3 +137,18 @@ Test(compile, cxx17_std_mutex_after_scoped_h)
 	cr_assert_eq(compile("g++", flags, "cxx_std_mutex.c", out, sizeof out), 0, "%s", out);
 	cr_assert_eq(compile("clang++", flags, "cxx_std_mutex.c", out, sizeof out), 0, "%s", out);
 }
+
+Test(compile, user_code_is_clean_under_wcast_qual)
+{
+	/* A common strict flag: the moves must not cast qualifiers away behind the user's back. */
+	const char *c = "-std=c11 -Wall -Wextra -Wpedantic -Wcast-qual -Werror";
+	const char *cxx = "-x c++ -std=c++17 -Wall -Wextra -Wpedantic -Wcast-qual -Werror";
+	cr_assert_eq(compile("gcc", c, "user.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("clang", c, "user.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("g++", cxx, "user.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("clang++", cxx, "user.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("gcc", c, "take_const.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("clang", c, "take_const.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("g++", cxx, "take_const.c", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(compile("clang++", cxx, "take_const.c", out, sizeof out), 0, "%s", out);
+}

@@ -75,17 +75,14 @@
 #define SCOPED__TYPEOF(x) __typeof__(x)
 
 /* Identity functions whose result must be used: a take whose result is dropped loses the
- * resource, so the compiler says so. */
-__attribute__((warn_unused_result, always_inline)) static inline const volatile void *
+ * resource, so the compiler says so. The pointer's bytes are copied, not cast: its result is a
+ * plain void *, which scoped_take() casts back without dropping a qualifier (-Wcast-qual). */
+__attribute__((warn_unused_result, always_inline)) static inline void *
 scoped__must_use_ptr(const volatile void *p)
 {
-	return p;
-}
-
-__attribute__((warn_unused_result, always_inline)) static inline void *
-scoped__must_use_void(void *p)
-{
-	return p;
+	void *r;
+	__builtin_memcpy(&r, &p, sizeof r);
+	return r;
 }
 
 __attribute__((warn_unused_result, always_inline)) static inline int scoped__must_use_int(int fd)
@@ -164,7 +161,7 @@ static inline void scoped__close_fd(const int *fd)
  * the destination implicitly (the GCC builds check that the types match); elsewhere it is cast
  * back to the variable's own type. */
 #if defined(__clang__) && !defined(__cplusplus)
-#  define scoped_take(v) scoped__must_use_void((void *)scoped__take_value(v))
+#  define scoped_take(v) scoped__must_use_ptr(scoped__take_value(v))
 #else
 #  define scoped_take(v) ((SCOPED__TYPEOF(v))scoped__must_use_ptr(scoped__take_value(v)))
 #endif
