@@ -39,8 +39,9 @@
  *    held, it is closed *after* the unlock, outside the lock that protected it. An uninitialized
  *    one is closed with garbage when an early return leaves before the assignment.
  *  - One variable per declaration: `scoped(T) a = x, b = y;` makes b a `T`, not a `T *`.
- *  - Never jump *into* the scope of a cleanup variable with goto or switch: the compiler rejects
- *    it (or, for switch, skips the initialization).
+ *  - Never jump *into* the scope of a cleanup variable with goto or switch: clang rejects it,
+ *    but GCC (12) accepts a goto silently and warns about a switch only with -Wall; either way
+ *    the initialization is skipped and the cleanup then runs on garbage.
  *  - longjmp(), exit() and _exit() leave without running cleanups. pthread_exit() and
  *    pthread_cancel() run them only in code built with -fexceptions.
  *  - The value is what is closed: writing `v = other;` without closing v first leaks the old one.
