@@ -152,3 +152,17 @@ Test(compile, user_code_is_clean_under_wcast_qual)
 	cr_assert_eq(compile("g++", cxx, "take_const.c", out, sizeof out), 0, "%s", out);
 	cr_assert_eq(compile("clang++", cxx, "take_const.c", out, sizeof out), 0, "%s", out);
 }
+
+Test(compile, samples_keep_c_linkage_in_cxx)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "g++ -x c++ -std=c++17 -Wall -Wextra -Werror" INCLUDES "-I" SCOPED_SRCDIR
+		 "/samples -c " SNIPPETS "cxx_samples.c -o %s/cxx_samples.o && nm -u %s/cxx_samples.o",
+		 SCOPED_BUILDDIR, SCOPED_BUILDDIR);
+	cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+	const char *want[] = { " statsd_open\n", " statsd_count\n", " statsd_close\n",
+			       " cache_new\n", " cache_set\n", " cache_close\n" };
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+		cr_assert_not_null(strstr(out, want[i]), "no C symbol%s in:\n%s", want[i], out);
+}

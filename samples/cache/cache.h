@@ -94,6 +94,10 @@
 #define CACHE_DEFAULT_TTL   0LL
 #define CACHE_NO_EXPIRATION (-1LL)
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct cache cache;
 
 typedef struct cache_config {
@@ -147,5 +151,9 @@ size_t cache_count(const cache *c);
 void cache_stop(cache *c);
 
 SCOPED_DEFINE(cache, cache_close)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* SAMPLES_CACHE_H */

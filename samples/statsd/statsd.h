@@ -73,6 +73,10 @@
 
 #include <scoped.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct statsd statsd;
 
 typedef struct statsd_config {
@@ -108,5 +112,9 @@ int statsd_stop(statsd *s);
 unsigned long long statsd_send_errors(statsd *s, int *last_errno);
 
 SCOPED_DEFINE(statsd, statsd_close)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* SAMPLES_STATSD_H */
