@@ -79,6 +79,9 @@
  *    callback. cache_stop from on_evicted is fine (it does not self-join).
  *  - Setting the same pointer again for a key does not free it; setting a
  *    different pointer frees the old one (value_free) without on_evicted.
+ *  - fork(): a child may close an inherited cache (its janitor is the
+ *    parent's and is not touched), but should not use it: a stripe that
+ *    another parent thread held at the fork stays locked in the child.
  *
  * All functions are thread-safe except cache_close. Errors: -1 (or NULL, or
  * false) with errno: EINVAL for NULL arguments or a bad config, ENOMEM,

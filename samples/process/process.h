@@ -9,6 +9,10 @@
 #ifndef SAMPLES_PROCESS_H
 #define SAMPLES_PROCESS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Called inside Process, while the sender is open: the demo draws the live state from it. */
 typedef void process_observer(const char *moment);
 void process_set_observer(process_observer *fn);
@@ -17,5 +21,9 @@ void process_set_observer(process_observer *fn);
  * the sender cannot be opened). With events == 0, process_leaky returns without closing. */
 int process_leaky(const char *addr, int events);
 int process_scoped(const char *addr, int events);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
