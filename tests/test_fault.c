@@ -21,6 +21,7 @@
 #include "helpers.h"
 #include "process/process.h"
 #include "statsd/statsd.h"
+#include "udp.h"
 
 static void disarm(void)
 {
@@ -307,21 +308,6 @@ Test(fault, cache_set_add_get_under_allocation_failure)
 }
 
 /* --- statsd after construction --------------------------------------------------------- */
-
-static int udp_listener(char *addr, size_t size)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	socklen_t len = sizeof sa;
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	int rcvbuf = 4 << 20;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-	snprintf(addr, size, "127.0.0.1:%u", ntohs(sa.sin_port));
-	return fd;
-}
 
 /* Reads every datagram waiting; returns the lines, joined by '\n', in *out (size bytes). */
 static size_t drain(int fd, char *out, size_t size)

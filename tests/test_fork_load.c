@@ -20,6 +20,7 @@
 #include "cache/cache.h"
 #include "child.h"
 #include "helpers.h"
+#include "udp.h"
 #include "statsd/statsd.h"
 
 TestSuite(fork_load, .fini = scoped_cr_no_leaks);
@@ -124,19 +125,6 @@ static void *busy(void *arg)
 		atomic_fetch_add(&l->ops, 1);
 	}
 	return NULL;
-}
-
-static int udp_listener(char *addr, size_t size)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	socklen_t len = sizeof sa;
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	snprintf(addr, size, "127.0.0.1:%u", ntohs(sa.sin_port));
-	return fd;
 }
 
 Test(fork_load, child_closes_busy_statsd_and_cache)

@@ -12,20 +12,7 @@
 
 #include "helpers.h"
 #include "process/process.h"
-
-static int listen_udp(char *addr, size_t size)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof sa;
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, len), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	snprintf(addr, size, "127.0.0.1:%d", ntohs(sa.sin_port));
-	struct timeval tv = { .tv_sec = 2 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	return fd;
-}
+#include "udp.h"
 
 static int threads_inside, live_inside;
 static void count_inside(const char *moment)
@@ -38,7 +25,7 @@ static void count_inside(const char *moment)
 Test(process, scoped_process_stops_its_thread_and_flushes)
 {
 	char addr[64], buf[256];
-	scoped_fd int fd = listen_udp(addr, sizeof addr);
+	scoped_fd int fd = udp_listener(addr, sizeof addr);
 	int threads = thread_count();
 	process_set_observer(count_inside);
 	cr_assert_eq(process_scoped(addr, 2), 0);
@@ -55,7 +42,7 @@ Test(process, scoped_process_stops_its_thread_and_flushes)
 Test(process, scoped_process_early_return_also_closes)
 {
 	char addr[64];
-	scoped_fd int fd = listen_udp(addr, sizeof addr);
+	scoped_fd int fd = udp_listener(addr, sizeof addr);
 	int threads = thread_count();
 	process_set_observer(count_inside);
 	cr_assert_eq(process_scoped(addr, 0), 0);
@@ -67,7 +54,7 @@ Test(process, scoped_process_early_return_also_closes)
 Test(process, leaky_process_closes_on_its_normal_path)
 {
 	char addr[64];
-	scoped_fd int fd = listen_udp(addr, sizeof addr);
+	scoped_fd int fd = udp_listener(addr, sizeof addr);
 	int threads = thread_count();
 	cr_assert_eq(process_leaky(addr, 1), 0);
 	cr_assert_eq(scoped_live_count(), 0);
