@@ -514,23 +514,39 @@ void cache_close(cache *c)
 
 enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE };
 
-static int store(cache *c, const char *key, void *value, long long ttl_ms,
-				 enum store_mode mode)
+/* Where key lives: its length, hash and stripe. false with EINVAL for a NULL cache or key. */
+struct place {
+	size_t len;
+	uint64_t h;
+	stripe *s;
+};
+
+static inline bool locate(const cache *c, const char *key, struct place *p)
 {
 	if (!c || !key) {
 		errno = EINVAL;
-		return -1;
+		return false;
 	}
+	p->len = strlen(key);
+	p->h = key_hash(key, p->len);
+	p->s = stripe_of(c->in, p->h);
+	return true;
+}
+
+static int store(cache *c, const char *key, void *value, long long ttl_ms,
+				 enum store_mode mode)
+{
+	struct place p;
+	if (!locate(c, key, &p))
+		return -1;
 	cache_inner *in = c->in;
-	size_t len = strlen(key);
-	uint64_t h = key_hash(key, len);
-	stripe *s = stripe_of(in, h);
+	stripe *s = p.s;
 	long long expire = expiry_for(in, ttl_ms);
 	node *spare = NULL;
 	for (;;) {
 		stripe_lock(s);
 		ref r;
-		if (lookup(s, h, key, len, &r)) {
+		if (lookup(s, p.h, key, p.len, &r)) {
 			bool live = mode == STORE_SET || !expired_now(*r.expire_ms);
 			if ((mode == STORE_ADD && live) || (mode == STORE_REPLACE && !live)) {
 				stripe_unlock(s);
@@ -564,7 +580,7 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 			spare->next = NULL;
 			if (cnt - s->spilled < s->mask + 1) {
 				place(s->slots, s->mask,
-				      (slot){ .hash = h, .expire_ms = expire, .n = spare });
+				      (slot){ .hash = p.h, .expire_ms = expire, .n = spare });
 			} else {
 				spare->expire_ms = expire;
 				spare->next = s->overflow;
@@ -576,13 +592,13 @@ static int store(cache *c, const char *key, void *value, long long ttl_ms,
 			return 0;
 		}
 		stripe_unlock(s);
-		spare = malloc(sizeof *spare + len + 1);
+		spare = malloc(sizeof *spare + p.len + 1);
 		if (!spare) {
 			errno = ENOMEM;
 			return -1;
 		}
-		spare->keylen = len;
-		memcpy(spare->key, key, len + 1);
+		spare->keylen = p.len;
+		memcpy(spare->key, key, p.len + 1);
 	}
 }
 
@@ -603,17 +619,14 @@ int cache_replace(cache *c, const char *key, void *value, long long ttl_ms)
 
 bool cache_get(cache *c, const char *key, void **value)
 {
-	if (!c || !key) {
-		errno = EINVAL;
+	struct place p;
+	if (!locate(c, key, &p))
 		return false;
-	}
 	cache_inner *in = c->in;
-	size_t len = strlen(key);
-	uint64_t h = key_hash(key, len);
-	stripe *s = stripe_of(in, h);
+	stripe *s = p.s;
 	stripe_lock(s);
 	ref r;
-	if (!lookup(s, h, key, len, &r) || expired_now(*r.expire_ms)) {
+	if (!lookup(s, p.h, key, p.len, &r) || expired_now(*r.expire_ms)) {
 		stripe_unlock(s);
 		errno = ENOENT;
 		return false;
@@ -635,19 +648,16 @@ bool cache_get(cache *c, const char *key, void **value)
 
 bool cache_delete(cache *c, const char *key)
 {
-	if (!c || !key) {
-		errno = EINVAL;
+	struct place p;
+	if (!locate(c, key, &p))
 		return false;
-	}
 	cache_inner *in = c->in;
-	size_t len = strlen(key);
-	uint64_t h = key_hash(key, len);
-	stripe *s = stripe_of(in, h);
+	stripe *s = p.s;
 	stripe_lock(s);
 	ref r;
 	node *n = NULL;
 	bool live = false;
-	if (lookup(s, h, key, len, &r)) {
+	if (lookup(s, p.h, key, p.len, &r)) {
 		n = r.n;
 		live = !expired_now(*r.expire_ms);
 		unlink_ref(s, &r);
