@@ -18,17 +18,6 @@
 
 #include "helpers.h"
 
-#if defined(__SANITIZE_THREAD__)
-#  define CHILD_UNDER_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define CHILD_UNDER_TSAN 1
-#  endif
-#endif
-#ifndef CHILD_UNDER_TSAN
-#  define CHILD_UNDER_TSAN 0
-#endif
-
 enum { CHILD_MS = 10000 };	/* a child still running then has hung */
 
 struct child {
@@ -56,7 +45,7 @@ static inline _Noreturn void child_done(struct child c, int code)
 	unsigned char b = (unsigned char)code;
 	if (write(c.fd, &b, 1) != 1)
 		_exit(120);
-	if (getenv("VALGRIND") || CHILD_UNDER_TSAN)
+	if (getenv("VALGRIND") || UNDER_TSAN)
 		execl("/bin/true", "true", (char *)NULL);
 	_exit(code);
 }

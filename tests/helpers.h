@@ -9,6 +9,30 @@
 #include <string.h>
 #include <time.h>
 
+/* The sanitizer this build runs under, 0 or 1 each: GCC says so with __SANITIZE_*__, clang with
+ * __has_feature. Tests whose subject a sanitizer changes (the allocator, fork, cancellation)
+ * ask here. */
+#if defined(__SANITIZE_ADDRESS__)
+#  define UNDER_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define UNDER_ASAN 1
+#  endif
+#endif
+#ifndef UNDER_ASAN
+#  define UNDER_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define UNDER_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define UNDER_TSAN 1
+#  endif
+#endif
+#ifndef UNDER_TSAN
+#  define UNDER_TSAN 0
+#endif
+
 /* Entries in a /proc/self directory (minus . and ..): threads in "task", descriptors in "fd". */
 static inline int proc_self_count(const char *dir)
 {

@@ -656,16 +656,7 @@ Test(cache, close_preserves_errno)
  * test thread while armed. Each failing call must report ENOMEM and leave nothing allocated.
  * Sanitizers own the allocator: those builds skip this test (LSan checks leaks there).
  */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CACHE_TEST_NO_INTERPOSE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-	__has_feature(memory_sanitizer)
-#define CACHE_TEST_NO_INTERPOSE 1
-#endif
-#endif
-
-#ifndef CACHE_TEST_NO_INTERPOSE
+#if !UNDER_ASAN && !UNDER_TSAN
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);

@@ -36,16 +36,6 @@
  * sleep()...): the cleanups then run with its interceptors disabled, it misses their locking,
  * and reports races that are not there (google/sanitizers issue 646). Under TSan the "pause"
  * victim waits in pthread_testcancel() instead, which TSan does not intercept. */
-#if defined(__SANITIZE_THREAD__)
-#  define UNDER_TSAN 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer)
-#    define UNDER_TSAN 1
-#  endif
-#endif
-#ifndef UNDER_TSAN
-#  define UNDER_TSAN 0
-#endif
 
 TestSuite(cancel, .fini = scoped_cr_no_leaks);
 

@@ -11,14 +11,7 @@
 
 #include "helpers.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#  define HAVE_SANITIZER_ALLOCATOR 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#    define HAVE_SANITIZER_ALLOCATOR 1
-#  endif
-#endif
-#ifdef HAVE_SANITIZER_ALLOCATOR
+#if UNDER_ASAN || UNDER_TSAN /* the sanitizer owns the allocator */
 #  include <sanitizer/allocator_interface.h>
 static size_t heap_in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
 #else

@@ -134,12 +134,8 @@ static void *churn(void *arg)
 
 /* Older ASan runtimes (GCC 12's, clang 14's) do not lock their allocator across fork(): a child
  * forked while another thread allocates can hang inside ASan itself. */
-#if defined(__SANITIZE_ADDRESS__)
+#if UNDER_ASAN && !(defined(__clang__) && __clang_major__ >= 15)
 #  define OLD_ASAN 1
-#elif defined(__has_feature)
-#  if __has_feature(address_sanitizer) && __clang_major__ < 15
-#    define OLD_ASAN 1
-#  endif
 #endif
 
 Test(fork, fork_while_workers_start_and_stop)
