@@ -68,7 +68,4 @@ void scoped__live_remove(struct scoped_thread *t);
 /* The handle whose function this thread runs, or NULL. */
 extern _Thread_local struct scoped_thread *scoped__self;
 
-/* pthread_join calls made, for the tests' exactly-once-join checks. */
-extern atomic_uint scoped__joins;
-
 #endif /* SCOPED_INTERNAL_H */

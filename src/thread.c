@@ -7,7 +7,6 @@
 #include "internal.h"
 
 _Thread_local struct scoped_thread *scoped__self;
-atomic_uint scoped__joins;
 
 /* --- the stop token ------------------------------------------------------------------- */
 
@@ -199,7 +198,6 @@ void scoped__thread_stop(struct scoped_thread *t)
 		t->joining = true;
 		pthread_mutex_unlock(&t->stop.mu);
 		pthread_join(t->tid, NULL);
-		atomic_fetch_add_explicit(&scoped__joins, 1, memory_order_relaxed);
 		pthread_mutex_lock(&t->stop.mu);
 		t->joining = false;
 		t->joined = true;

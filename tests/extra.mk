@@ -11,8 +11,9 @@
 comma := ,
 
 # --- fault injection: test_fault links tests/fault.o and routes these calls through it -------
-FAULT_WRAPS := malloc calloc realloc aligned_alloc free pthread_create pthread_cond_init socket
-FAULT_SUITES := test_fault test_thread test_worker
+FAULT_WRAPS := malloc calloc realloc aligned_alloc free pthread_create pthread_join pthread_cond_init \
+               socket
+FAULT_SUITES := test_fault test_thread test_worker test_fork
 $(foreach t,$(FAULT_SUITES),$(eval TEST_OBJS_$(t) := $(B)/obj/tests/fault.o))
 $(foreach t,$(FAULT_SUITES),$(eval TEST_LDFLAGS_$(t) := $(foreach f,$(FAULT_WRAPS),-Wl$(comma)--wrap=$(f))))
 
@@ -25,9 +26,11 @@ $(B)/obj/tests/test_cancel.o: ALL_CFLAGS += -fexceptions
 STRESS      := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/*.c))
 STRESS_BINS := $(STRESS:%=$(B)/stress/%)
 
-$(B)/stress/%: $(B)/obj/tests/stress/%.o $(SAMPLE_A) $(STATIC)
+# Linked with tests/fault.o too: the stress program counts pthread_join calls through it.
+$(B)/stress/%: $(B)/obj/tests/stress/%.o $(B)/obj/tests/fault.o $(SAMPLE_A) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(SAMPLE_A) $(STATIC) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(B)/obj/tests/fault.o $(SAMPLE_A) $(STATIC) \
+	      $(foreach f,$(FAULT_WRAPS),-Wl$(comma)--wrap=$(f)) -lm
 
 -include $(STRESS:%=$(B)/obj/tests/stress/%.d)
 

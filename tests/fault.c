@@ -146,6 +146,18 @@ void __wrap_free(void *p)
 	__real_free(p);
 }
 
+static atomic_ulong joins;
+
+int __real_pthread_join(pthread_t t, void **ret);
+int __wrap_pthread_join(pthread_t t, void **ret);
+int __wrap_pthread_join(pthread_t t, void **ret)
+{
+	atomic_fetch_add_explicit(&joins, 1, memory_order_relaxed);
+	return __real_pthread_join(t, ret);
+}
+
+unsigned long fault_joins(void) { return atomic_load(&joins); }
+
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	int err = should_fail(FAULT_THREAD);

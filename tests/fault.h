@@ -2,7 +2,8 @@
  *
  * A suite linked with tests/fault.o and -Wl,--wrap=malloc,... (see tests/extra.mk) has every
  * call that its own objects, libscoped.a and libsamples.a make to malloc, calloc, realloc,
- * aligned_alloc, free, pthread_create, pthread_cond_init and socket routed through fault.c.
+ * aligned_alloc, free, pthread_create, pthread_join, pthread_cond_init and socket routed
+ * through fault.c.
  * Calls made inside libc itself (getaddrinfo's allocations, fopen's) are not seen.
  *
  *	fault_arm(FAULT_ALLOC, 3, 0);		// the 3rd allocation from now fails (ENOMEM)
@@ -36,5 +37,8 @@ int fault_fired(enum fault_kind k);
 long fault_live_allocs(void);
 /* Total failures injected since the program started (for the figures). */
 unsigned long fault_injected(void);
+/* pthread_join calls made since the program started, in every thread: the library promises
+ * exactly one per thread, whoever stops it. */
+unsigned long fault_joins(void);
 
 #endif

@@ -12,8 +12,8 @@
 #include <scoped.h>
 #include <scoped/criterion.h>
 
-#include "../src/internal.h" /* scoped__joins: pthread_join calls made */
 #include "child.h"
+#include "fault.h"
 #include "helpers.h"
 
 struct counter {
@@ -106,16 +106,16 @@ Test(fork, child_closes_a_handle_whose_thread_ended_but_was_not_joined)
 	cr_assert(wait_until(thread_count() == threads, 5000));
 	struct child ch = child_start();
 	if (ch.pid == 0) {
-		unsigned before = atomic_load(&scoped__joins);
+		unsigned long before = fault_joins();
 		scoped_thread_stop(t); /* the parent's pthread_t: joining it here would be wrong */
 		scoped_thread_close(t);
-		child_done(ch, atomic_load(&scoped__joins) != before);
+		child_done(ch, fault_joins() != before);
 	}
 	int code = child_wait(ch, 10000);
 	cr_assert_eq(code, 0, "child: %d", code);
-	unsigned joins = atomic_load(&scoped__joins);
+	unsigned long joins = fault_joins();
 	scoped_thread_close(t); /* the parent still joins it, once */
-	cr_assert_eq(atomic_load(&scoped__joins), joins + 1);
+	cr_assert_eq(fault_joins(), joins + 1);
 }
 
 /* Another thread starts and closes workers while the test forks: the registry and the handles'
